@@ -1,0 +1,24 @@
+"""Test-wide settings: 8 host CPU devices for sharding tests, and no silent rank promotion."""
+
+import os
+
+# Must be set before jax initializes its backends.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(params=["nojit", "jit"])
+def variant(request):
+  """Runs a function as written or under `jax.jit`: `variant(fn)(*args)`."""
+  if request.param == "jit":
+    return jax.jit
+  return lambda fn: fn
+
+
+@pytest.fixture
+def key():
+  return jax.random.key(0)

@@ -1,0 +1,43 @@
+"""vaex: variational autoencoders in JAX/Flax.
+
+Kingma & Welling, Auto-Encoding Variational Bayes (2013), as small pure functions: densities, the
+reparameterization trick, the SGVB estimators A and B, the importance-weighted bound, and Flax linen
+encoders and decoders. Data loading (`vaex.data`) and plotting (`vaex.plots`) are opt-in modules.
+"""
+
+from vaex._src.bounds import elbo, iwae_bound
+from vaex._src.checks import check_binary, check_finite
+from vaex._src.decoders import BernoulliMLPDecoder, GaussianMLPDecoder
+from vaex._src.densities import (
+    bernoulli_log_likelihood,
+    diag_gaussian_log_prob,
+    gaussian_kl,
+    gaussian_log_likelihood,
+    standard_normal_log_prob,
+)
+from vaex._src.encoders import MLP, MLPEncoder
+from vaex._src.reparameterization import reparameterize
+from vaex._src.vae import VAE, bound, encoder_decoder, loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "VAE",
+    "BernoulliMLPDecoder",
+    "GaussianMLPDecoder",
+    "MLPEncoder",
+    "bernoulli_log_likelihood",
+    "bound",
+    "check_binary",
+    "check_finite",
+    "diag_gaussian_log_prob",
+    "elbo",
+    "encoder_decoder",
+    "gaussian_kl",
+    "gaussian_log_likelihood",
+    "iwae_bound",
+    "loss",
+    "reparameterize",
+    "standard_normal_log_prob",
+]

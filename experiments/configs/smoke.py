@@ -1,0 +1,23 @@
+"""Smoke test: a tiny VAE on 1,000 binarized MNIST digits for 2 epochs (used by the tests).
+
+Command:
+  python experiments/train.py --config=experiments/configs/smoke.py --workdir=/tmp/vaex_smoke \
+      --config.data_dir=../shared/data
+Runtime on 2 CPU cores: a few seconds after data loading (compilation dominates).
+Expected: test ELBO around -200 nats (it only checks that everything runs).
+"""
+
+from vaex import experiment
+
+
+def get_config():
+  config = experiment.default_config()
+  config.num_train_examples = 1000
+  config.latent_dim = 8
+  config.hidden_sizes = (64,)
+  config.num_epochs = 2
+  config.batch_size = 100
+  config.eval_batch_size = 1000
+  config.eval_iwae_samples = 16
+  config.num_sample_images = 16
+  return config

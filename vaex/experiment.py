@@ -1,0 +1,26 @@
+"""Opt-in experiment runner: configs, the training loop with checkpoints and metrics, artifacts.
+
+`experiments/train.py` is a thin command line around `train_and_evaluate`.
+"""
+
+from vaex._src.experiment import (
+    ConfigError,
+    MetricsLog,
+    build_model,
+    default_config,
+    load_datasets,
+    train_and_evaluate,
+    validate_config,
+    write_images,
+)
+
+__all__ = [
+    "ConfigError",
+    "MetricsLog",
+    "build_model",
+    "default_config",
+    "load_datasets",
+    "train_and_evaluate",
+    "validate_config",
+    "write_images",
+]

@@ -85,6 +85,12 @@ class Checkpointer:
           ),
       )
     except Exception as e:  # orbax raises many types for unreadable or mismatched trees.
+      if "shape" in str(e).lower():
+        raise CheckpointError(
+            f"The checkpoint at step {step} in {self.directory} holds arrays of other shapes than "
+            f"this model (it was written by a different model size or config): {e} Use a new "
+            "--workdir for this config."
+        ) from e
       raise CheckpointError(
           f"Could not restore the checkpoint at step {step} in {self.directory}: "
           f"{type(e).__name__}: {e}. If it was written by another model or config, use a new "
@@ -96,7 +102,9 @@ class Checkpointer:
         params=tree["params"],
         opt_state=tree["opt_state"],
         step=tree["step"],
-        key=jax.random.wrap_key_data(np.asarray(tree["key_data"]), impl=jax.random.key_impl(template.key)),
+        key=jax.random.wrap_key_data(
+            np.asarray(tree["key_data"]), impl=jax.random.key_impl(template.key)
+        ),
     )
     return state, dict(restored["meta"])
 

@@ -420,6 +420,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return {**last_eval, "wall_s": wall_s, "workdir": workdir}
 
 
+def restore_latest(config: ml_collections.ConfigDict, workdir: str, num_train: int, data_dim: int):
+  """The model and the latest train state of the run in `workdir` (for evaluation and sampling)."""
+  validate_config(config)
+  steps_per_epoch = num_train // config.batch_size
+  model = build_model(config, data_dim)
+  optimizer = build_optimizer(config, steps_per_epoch)
+  template = training.create_train_state(jax.random.key(config.seed), model, optimizer, data_dim)
+  checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    if checkpointer.latest_step() is None:
+      raise checkpointing.CheckpointError(
+          f"No checkpoint in {checkpointer.directory}: train first with experiments/train.py "
+          f"--workdir={workdir} (and the same --config)."
+      )
+    state, _ = checkpointer.restore(template)
+  finally:
+    checkpointer.close()
+  return model, state, steps_per_epoch
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Test ELBO and the IWAE-k log-likelihood estimate (k = config.eval_iwae_samples) of the latest
+  checkpoint; appends them to `metrics.jsonl` and returns them."""
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  splits = load_datasets(config)
+  model, state, steps_per_epoch = restore_latest(config, workdir, *splits["train"].shape)
+  test = jax.device_put(splits["test"])
+  key = jax.random.fold_in(state.key, _EVAL_STREAM)
+  k = config.eval_iwae_samples
+  elbo_fn = evaluation.make_dataset_bound(
+      model, estimator="B", num_samples=1, batch_size=config.eval_batch_size,
+      input_transform=config.input_transform)
+  iwae_fn = evaluation.make_dataset_bound(
+      model, estimator="iwae", num_samples=k, batch_size=max(1, 20_000 // k),
+      input_transform=config.input_transform)
+  start = time.perf_counter()
+  elbo, elbo_se = evaluation.mean_and_stderr(elbo_fn(state.params, key, test))
+  log_lik, log_lik_se = evaluation.mean_and_stderr(iwae_fn(state.params, key, test))
+  record = {
+      "step": int(state.step), "epoch": int(state.step) // steps_per_epoch,
+      "source": "evaluate", "test_elbo": elbo, "test_elbo_stderr": elbo_se,
+      "test_iwae_k": k, "test_log_likelihood": log_lik, "test_log_likelihood_stderr": log_lik_se,
+      "eval_seconds": time.perf_counter() - start,
+  }
+  MetricsLog(workdir).write([record])
+  return record
+
+
 def write_images(model, params, key, test_data, config, workdir) -> list[str]:
   """Writes `samples.png` (decoder means of z ~ N(0, I)) and `reconstructions.png`."""
   try:

@@ -147,9 +147,7 @@ def make_loss_fn(
     )
     loss = -bound
     if weight_decay:
-      loss = loss + weight_decay * optax.tree_utils.tree_sum(
-          jax.tree.map(lambda p: jnp.sum(jnp.square(p)), params)
-      )
+      loss = loss + weight_decay * optax.tree.norm(params, squared=True)
     return loss, {"loss": loss, "bound": bound}
 
   return loss_fn
@@ -169,7 +167,7 @@ def _update(
   grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, bound_key, x)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics["grad_norm"] = optax.global_norm(grads)
+  metrics["grad_norm"] = optax.tree.norm(grads)
   new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
   return new_state, metrics
 

@@ -1,0 +1,25 @@
+r"""Writes samples.png (decoder means of z ~ N(0, I)) and reconstructions.png of the latest checkpoint.
+
+  python experiments/sample.py --config=experiments/configs/mnist_adam.py --workdir=/tmp/run
+"""
+
+from _cli import FLAGS, setup_logging
+from absl import app
+
+from vaex import experiment
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  setup_logging()
+  config = FLAGS.config
+  splits = experiment.load_datasets(config)
+  model, state, _ = experiment.restore_latest(config, FLAGS.workdir, *splits["train"].shape)
+  paths = experiment.write_images(model, state.params, state.key, splits["test"], config,
+                                  FLAGS.workdir)
+  print("wrote " + ", ".join(paths))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,48 @@
+"""The package as users meet it: the public API, a light `import vaex`, the README's example."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import vaex
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_public_api_is_exported():
+  for name in vaex.__all__:
+    assert hasattr(vaex, name), name
+  for name in ("bernoulli_log_likelihood", "gaussian_log_likelihood", "diag_gaussian_log_prob",
+               "standard_normal_log_prob", "gaussian_kl", "reparameterize", "elbo", "iwae_bound",
+               "MLPEncoder", "BernoulliMLPDecoder", "GaussianMLPDecoder"):
+    assert name in vaex.__all__, name
+
+
+def test_import_vaex_is_light():
+  code = ("import sys, vaex; heavy = [m for m in ('tensorflow', 'tensorflow_datasets', 'matplotlib') "
+          "if m in sys.modules]; assert not heavy, heavy")
+  subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_readme_starts_with_the_two_commands():
+  text = (ROOT / "README.md").read_text()
+  block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+  commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+  assert len(commands) == 2
+  assert "experiments/train.py" in commands[0] and "pip install" in commands[0]
+  assert "pytest" in commands[1] and "pip install" in commands[1]
+  # CI runs the README's test command.
+  ci = (ROOT / ".ci" / "run").read_text()
+  assert "pip install -e '.[data,plots,test]'" in ci and "-m pytest -n 2 tests" in ci
+  assert "-m pytest -n 2 tests" in commands[1] and "'.[data,plots,test]'" in commands[1]
+
+
+def test_readme_compose_example_runs():
+  text = (ROOT / "README.md").read_text()
+  code = re.search(r"## Compose it in your own JAX code.*?```python\n(.*?)```", text, re.S).group(1)
+  namespace = {}
+  exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+  assert np.isfinite(namespace["value"]) and float(namespace["value"]) > 0

@@ -486,8 +486,9 @@ def write_images(model, params, key, test_data, config, workdir) -> list[str]:
   samples_path = os.path.join(workdir, "samples.png")
   plots.save_image_grid(np.asarray(means), samples_path, num_rows=rows,
                         title=f"samples: decoder means of z ~ N(0, I), latent_dim={config.latent_dim}")
-  count = min(max(rows // 2, 1) * rows, len(test_data))
-  x = training.prepare_inputs(key, jnp.asarray(test_data[:count]), config.input_transform)
+  count = min(max(rows // 2, 1) * rows, len(test_data) // rows * rows)
+  spread = np.linspace(0, len(test_data) - 1, count).astype(int)  # Splits may be sorted by digit.
+  x = training.prepare_inputs(key, jnp.asarray(test_data[spread]), config.input_transform)
   mean, _ = model.apply(params, x, method=vae_lib.VAE.encode)
   recon = model.apply(params, mean, method=vae_lib.VAE.decoder_mean)
   pairs = np.stack([np.asarray(x), np.asarray(recon)], axis=1)  # [count, 2, 784]
@@ -495,5 +496,5 @@ def write_images(model, params, key, test_data, config, workdir) -> list[str]:
   paired = pairs.reshape(-1, cols, 2, x.shape[1]).transpose(0, 2, 1, 3).reshape(-1, x.shape[1])
   recon_path = os.path.join(workdir, "reconstructions.png")
   plots.save_image_grid(paired, recon_path, num_rows=2 * (count // cols),
-                        title="test images (odd rows) and reconstructions (even rows)")
+                        title="test images (odd rows), reconstructions (even rows)")
   return [samples_path, recon_path]

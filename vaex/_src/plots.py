@@ -45,12 +45,12 @@ def save_image_grid(
   Figure = _import_matplotlib()
   grid = image_grid(images, num_rows, image_shape)
   scale = 0.012
-  fig = Figure(figsize=(max(grid.shape[1] * scale, 3), grid.shape[0] * scale + (0.4 if title else 0)))
+  fig = Figure(figsize=(max(grid.shape[1] * scale, 4.5), grid.shape[0] * scale + (0.4 if title else 0)))
   ax = fig.add_axes((0, 0, 1, 1 if not title else 1 - 0.4 / fig.get_figheight()))
   ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
   ax.set_axis_off()
   if title:
-    fig.suptitle(title, fontsize=9, y=0.995, va="top")
+    fig.suptitle(title, fontsize=8, y=0.995, va="top")
   tmp = f"{os.fspath(path)}.tmp.png"
   fig.savefig(tmp, dpi=150)
   os.replace(tmp, path)

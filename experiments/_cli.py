@@ -1,6 +1,7 @@
 """Flags and logging shared by the experiment entry points (Flax-examples convention)."""
 
 import logging as std_logging
+import os
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -10,6 +11,12 @@ config_flags.DEFINE_config_file("config", None, "Path to a config file in experi
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics.jsonl and images.")
 flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0 for a multi-process run (jax.distributed). Default: "
+                    "$JAX_COORDINATOR_ADDRESS, or JAX's cluster auto-detection (TPU pods, SLURM).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (default: $JAX_NUM_PROCESSES).")
+flags.DEFINE_integer("process_id", None, "This process's index (default: $JAX_PROCESS_ID).")
+flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for the coordinator.")
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -19,6 +26,14 @@ class _QuietOrbax(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or "orbax" not in record.pathname
 
 
-def setup_logging() -> None:
+def setup() -> None:
+  """Logging, and `jax.distributed` when a multi-process run is asked for (flags or environment)."""
   logging.set_verbosity(logging.INFO)
   std_logging.getLogger("absl").addFilter(_QuietOrbax())
+  if FLAGS.coordinator_address or FLAGS.num_processes or os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    from vaex._src import sharding
+
+    sharding.initialize_distributed(
+        FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+        timeout_seconds=FLAGS.distributed_timeout,
+    )

@@ -6,7 +6,7 @@ r"""Evaluates the latest checkpoint: test ELBO and the IWAE-k log-likelihood (k 
 Appends one line to metrics.jsonl in the workdir and prints the numbers with standard errors.
 """
 
-from _cli import FLAGS, setup_logging
+from _cli import FLAGS, setup
 from absl import app
 
 from vaex import experiment
@@ -15,7 +15,7 @@ from vaex import experiment
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  setup_logging()
+  setup()
   r = experiment.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
   print(f"step {r['step']} (epoch {r['epoch']}): test ELBO {r['test_elbo']:.2f} "
         f"+- {r['test_elbo_stderr']:.2f} nats; test log-likelihood (IWAE-{r['test_iwae_k']}) "

@@ -3,7 +3,7 @@ r"""Writes samples.png (decoder means of z ~ N(0, I)) and reconstructions.png of
   python experiments/sample.py --config=experiments/configs/mnist_adam.py --workdir=/tmp/run
 """
 
-from _cli import FLAGS, setup_logging
+from _cli import FLAGS, setup
 from absl import app
 
 from vaex import experiment
@@ -12,7 +12,7 @@ from vaex import experiment
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  setup_logging()
+  setup()
   config = FLAGS.config
   splits = experiment.load_datasets(config)
   model, state, _ = experiment.restore_latest(config, FLAGS.workdir, *splits["train"].shape)

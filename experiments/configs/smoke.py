@@ -20,4 +20,5 @@ def get_config():
   config.eval_batch_size = 1000
   config.eval_iwae_samples = 16
   config.num_sample_images = 16
+  config.num_devices = 1  # The tests run with 8 forced CPU devices; sharding tests override this.
   return config

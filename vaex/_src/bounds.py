@@ -21,8 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from vaex._src import checks
-from vaex._src import densities
+from vaex._src import checks, densities
 from vaex._src.reparameterization import reparameterize
 
 Encoder = Callable[[jax.Array], tuple[jax.Array, jax.Array]]

@@ -63,7 +63,9 @@ def check_same_shape(a: Any, a_name: str, b: Any, b_name: str) -> None:
   if tuple(a.shape) != tuple(b.shape):
     raise ValueError(
         f"`{a_name}` and `{b_name}` must have the same shape; got {tuple(a.shape)} and "
-        f"{tuple(b.shape)}. They parameterize the same diagonal distribution elementwise."
+        f"{tuple(b.shape)}. They are combined elementwise: pass one value of each per dimension "
+        f"(e.g. both halves of one encoder head, `jnp.split(h, 2, axis=-1)`), or broadcast a "
+        f"shared one first with `jnp.broadcast_to({b_name.split()[0]}, {a_name.split()[0]}.shape)`."
     )
 
 
@@ -82,7 +84,7 @@ def check_positive_int(value: Any, name: str) -> int:
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
     raise TypeError(
         f"`{name}` must be a Python int >= 1 (it fixes array shapes, so it cannot be traced); "
-        f"got {_describe(value)}."
+        f"got {_describe(value)}. Pass a literal or a static value, e.g. `{name}=5`."
     )
   if value < 1:
     raise ValueError(f"`{name}` must be >= 1; got {value}. Use at least one sample.")

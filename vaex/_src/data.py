@@ -215,7 +215,8 @@ def _parse_amat_lines(data: bytes, path: Path) -> np.ndarray:
       raise DataFormatError(
           f"{path}, line {index + 1}: expected {NUM_PIXELS} space-separated values (one image), "
           f"found {len(tokens)}"
-          + (". The last line is incomplete: the file looks truncated." if truncated else ".")
+          + (". The last line is incomplete: the file looks truncated; copy it again (the sha256 "
+             "values are listed in the data README)." if truncated else ".")
       )
     if _BINARY_TOKENS.issuperset(tokens):
       images[index] = np.frombuffer(b"".join(tokens), dtype=np.uint8) - np.uint8(ord("0"))
@@ -416,9 +417,12 @@ def _parse_int_csv_lines(lines: list[bytes], path: Path) -> np.ndarray:
     fields = line.split(b",")
     where = f"{path}, line {index + 1}"
     if len(fields) != num_fields:
+      truncated = index == len(lines) - 1 and len(fields) < num_fields
       raise DataFormatError(
           f"{where}: expected {num_fields} comma-separated integers ({NUM_PIXELS} pixel values "
-          f"then the digit label), found {len(fields)}."
+          f"then the digit label), found {len(fields)}"
+          + (". The last line is incomplete: the file looks truncated; copy it again."
+             if truncated else ".")
       )
     try:
       table[index] = [int(field) for field in fields]

@@ -29,9 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from vaex._src import checkpointing
-from vaex._src import evaluation
-from vaex._src import training
+from vaex._src import checkpointing, evaluation, sharding, training
 from vaex._src import vae as vae_lib
 from vaex._src.decoders import BernoulliMLPDecoder, GaussianMLPDecoder
 from vaex._src.encoders import MLPEncoder
@@ -41,7 +39,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
 SCHEDULES = ("constant", "iwae")
 # Keys that may change between a run and its resumption (extend a run, move its data).
-RESUMABLE_CHANGES = ("num_epochs", "data_dir")
+RESUMABLE_CHANGES = ("num_epochs", "data_dir", "num_devices", "data_placement")
 _EVAL_STREAM, _SAMPLE_STREAM = 2, 3
 
 
@@ -76,11 +74,17 @@ def default_config() -> ml_collections.ConfigDict:
   c.adam_b2 = 0.999
   c.adam_eps = 1e-8
   c.adagrad_initial_accumulator = 0.1
+  c.on_non_finite = "stop"  # "stop": halt at a non-finite bound/gradient; "skip": drop that update.
+  c.max_consecutive_non_finite = 20  # With "skip": give up after this many non-finite steps in a row.
   # Loop.
   c.batch_size = 100
   c.num_epochs = 10
   c.steps_per_call = 0  # Updates per compiled call; 0: a whole epoch.
   c.seed = 0
+  # Devices: data parallelism over a jax.sharding.Mesh (batch sharded, parameters replicated).
+  c.num_devices = 0  # 0: every device of every process; 1: a mesh of one.
+  c.data_placement = "device"  # "device": data set on the devices, epochs in lax.scan;
+  # "host": per-step path, each process loads only its rows of every global batch.
   # Evaluation and artifacts.
   c.eval_every_epochs = 1
   c.eval_batch_size = 1000
@@ -124,10 +128,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   choice("estimator", vae_lib.ESTIMATORS)
   choice("optimizer", training.OPTIMIZERS)
   choice("lr_schedule", SCHEDULES)
+  choice("on_non_finite", ("stop", "skip"))
+  choice("data_placement", ("device", "host"))
   for key in ("latent_dim", "num_samples", "batch_size", "num_epochs", "eval_every_epochs",
-              "eval_batch_size", "eval_iwae_samples", "checkpoint_every_epochs", "keep_checkpoints"):
+              "eval_batch_size", "eval_iwae_samples", "checkpoint_every_epochs", "keep_checkpoints",
+              "max_consecutive_non_finite"):
     positive_int(key)
-  for key in ("num_train_examples", "steps_per_call", "num_sample_images", "seed"):
+  for key in ("num_train_examples", "steps_per_call", "num_sample_images", "seed", "num_devices"):
     positive_int(key, allow_zero=True)
   for key in ("learning_rate", "min_variance", "adam_eps", "adagrad_initial_accumulator"):
     positive_float(key)
@@ -195,7 +202,7 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> fl
 
 
 def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
-  return training.make_optimizer(
+  optimizer = training.make_optimizer(
       config.optimizer,
       make_schedule(config, steps_per_epoch),
       grad_clip_norm=config.grad_clip_norm,
@@ -203,6 +210,15 @@ def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
       adam_eps=config.adam_eps,
       adagrad_initial_accumulator=config.adagrad_initial_accumulator,
   )
+  if config.on_non_finite == "skip":
+    # Optax's own guard: an update with a non-finite gradient leaves params and state unchanged.
+    optimizer = optax.apply_if_finite(optimizer, config.max_consecutive_non_finite)
+  return optimizer
+
+
+@jax.jit
+def _all_finite(tree: Any) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 # ----- the workdir -----
@@ -220,8 +236,16 @@ def _write_atomically(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Creates `workdir`, checks it is writable, and records or compares `config.json`."""
+def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, *, write: bool = True) -> None:
+  """Creates `workdir`, checks it is writable, and records or compares `config.json`.
+
+  With `write=False` (processes other than 0), only compares an existing `config.json`.
+  """
+  if not write:
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+      _compare_config(path, _config_dict(config), workdir)
+    return
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, ".write_probe")
@@ -235,29 +259,34 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
   path = os.path.join(workdir, "config.json")
   current = _config_dict(config)
   if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    diffs = sorted(
-        k for k in set(previous) | set(current)
-        if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
-    )
-    if diffs:
-      details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in diffs)
-      raise ConfigError(
-          f"--workdir {workdir!r} holds a run of a different config ({details}). Use a new "
-          f"--workdir for a new experiment; only {RESUMABLE_CHANGES} may change on resume."
-      )
+    _compare_config(path, current, workdir)
   _write_atomically(path, json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+
+def _compare_config(path: str, current: dict[str, Any], workdir: str) -> None:
+  with open(path) as f:
+    previous = json.load(f)
+  diffs = sorted(
+      k for k in set(previous) | set(current)
+      if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
+  )
+  if diffs:
+    details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in diffs)
+    raise ConfigError(
+        f"--workdir {workdir!r} holds a run of a different config ({details}). Use a new "
+        f"--workdir for a new experiment; only {RESUMABLE_CHANGES} may change on resume."
+    )
 
 
 class MetricsLog:
   """Appends JSON lines to `metrics.jsonl`; on resume, drops lines newer than the checkpoint."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, *, write: bool = True):
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.enabled = write  # Only one process of a multi-process run writes.
 
   def truncate_after(self, step: int) -> None:
-    if not os.path.exists(self.path):
+    if not self.enabled or not os.path.exists(self.path):
       return
     with open(self.path) as f:
       lines = [line for line in f if line.strip()]
@@ -272,6 +301,8 @@ class MetricsLog:
     _write_atomically(self.path, "".join(kept))
 
   def write(self, records: list[dict[str, Any]]) -> None:
+    if not self.enabled:
+      return
     with open(self.path, "a") as f:
       for record in records:
         f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -290,9 +321,10 @@ class MetricsLog:
 class _Progress:
   """A tqdm bar on a terminal; plain log lines otherwise."""
 
-  def __init__(self, total: int, initial: int):
+  def __init__(self, total: int, initial: int, *, enabled: bool = True):
     self.bar = None
-    if sys.stderr.isatty():
+    self.enabled = enabled
+    if enabled and sys.stderr.isatty():
       from tqdm.auto import tqdm
 
       self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
@@ -305,7 +337,7 @@ class _Progress:
   def log(self, message: str) -> None:
     if self.bar is not None:
       self.bar.write(message)
-    else:
+    elif self.enabled:
       logging.info(message)
 
   def close(self) -> None:
@@ -317,19 +349,44 @@ def _evaluate_epoch(dataset_bound, params, key, splits_on_device) -> dict[str, f
   out = {}
   for name in ("valid", "test"):
     values = dataset_bound(params, key, splits_on_device[name])
-    out[f"{name}_elbo"] = float(jnp.mean(values))
+    out[f"{name}_elbo"] = float(sharding.to_host(jnp.mean(values)))
   return out
+
+
+def _host_fed_steps(step_fn, mesh, train_data: np.ndarray, batch_size: int):
+  """The per-step path: each process loads only its rows of every global batch from host memory."""
+  rows = sharding.process_rows(batch_size)
+  num_examples = train_data.shape[0]
+  steps_per_epoch = num_examples // batch_size
+  permutation = jax.jit(training.epoch_permutation, static_argnums=2)
+
+  def run(state, num_steps):
+    step = int(sharding.to_host(state.step))
+    order = sharding.to_host(permutation(state.key, step // steps_per_epoch, num_examples))
+    outputs = []
+    for i in range(step % steps_per_epoch, step % steps_per_epoch + num_steps):
+      indices = order[i * batch_size:(i + 1) * batch_size][rows]
+      state, metrics = step_fn(state, sharding.put_process_batch(train_data[indices], mesh, batch_size))
+      outputs.append(metrics)
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+
+  return run
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) the run `config` describes in `workdir`; returns the last evaluation.
 
-  Every check (config values, workdir, data) runs before any training starts.
+  Every check (config values, devices, workdir, data) runs before any training starts. With several
+  processes (`jax.distributed`), every process runs this function; process 0 writes the config,
+  metrics and images, and orbax coordinates the checkpoints.
   """
   validate_config(config)
   workdir = os.path.abspath(workdir)
+  mesh = sharding.make_mesh(config.num_devices)
+  sharding.check_divisible(config.batch_size, mesh, "config.batch_size")
   splits = load_datasets(config)
-  prepare_workdir(config, workdir)
+  is_writer = jax.process_index() == 0
+  prepare_workdir(config, workdir, write=is_writer)
 
   train_data = splits["train"]
   num_train, data_dim = train_data.shape
@@ -341,60 +398,84 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       model, estimator=config.estimator, num_samples=config.num_samples,
       prior_precision=config.prior_precision, num_train=num_train,
   )
-  train_steps = training.make_train_steps(
-      loss_fn, optimizer, batch_size=config.batch_size, input_transform=config.input_transform
-  )
   dataset_bound = evaluation.make_dataset_bound(
-      model, estimator="B", num_samples=1, batch_size=config.eval_batch_size,
-      input_transform=config.input_transform,
+      model, estimator="B", num_samples=1, batch_size=_eval_batch_size(config, mesh),
+      input_transform=config.input_transform, mesh=mesh,
   )
 
   state = training.create_train_state(jax.random.key(config.seed), model, optimizer, data_dim)
+  state = sharding.put_replicated(state, mesh)
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
   )
-  metrics_log = MetricsLog(workdir)
+  metrics_log = MetricsLog(workdir, write=is_writer)
   wall_s = 0.0
   if checkpointer.latest_step() is not None:
     state, meta = checkpointer.restore(state)
     wall_s = float(meta.get("wall_s", 0.0))
-    metrics_log.truncate_after(int(state.step))
-    logging.info("Resumed from step %d (epoch %d) in %s.", int(state.step),
-                 int(state.step) // steps_per_epoch, workdir)
-  else:
-    metrics_log.truncate_after(0)
+    logging.info("Resumed from step %d (epoch %d) in %s.", _step_of(state),
+                 _step_of(state) // steps_per_epoch, workdir)
+  metrics_log.truncate_after(_step_of(state))
 
-  on_device = {k: jax.device_put(v) for k, v in splits.items()}
+  on_device = {k: sharding.put_replicated(v, mesh) for k, v in splits.items()
+               if k != "train" or config.data_placement == "device"}
+  if config.data_placement == "device":
+    train_steps = training.make_train_steps(
+        loss_fn, optimizer, batch_size=config.batch_size, input_transform=config.input_transform,
+        mesh=mesh)
+    compiled: dict[int, Callable] = {}
+
+    def run(state, num_steps):
+      if num_steps not in compiled:  # Compiled ahead of time, once per scan length.
+        compiled[num_steps] = train_steps.lower(state, on_device["train"], num_steps).compile()
+      return compiled[num_steps](state, on_device["train"])
+  else:
+    step_fn = training.make_train_step(loss_fn, optimizer, input_transform=config.input_transform,
+                                       mesh=mesh)
+    run = _host_fed_steps(step_fn, mesh, train_data, config.batch_size)
+
   eval_key = jax.random.fold_in(state.key, _EVAL_STREAM)
   steps_per_call = config.steps_per_call or steps_per_epoch
-  compiled: dict[int, Callable] = {}
-  progress = _Progress(total_steps, int(state.step))
+  progress = _Progress(total_steps, _step_of(state), enabled=is_writer)
   last_eval: dict[str, Any] = {}
   try:
-    while int(state.step) < total_steps:
-      step = int(state.step)
+    while _step_of(state) < total_steps:
+      step = _step_of(state)
       epoch_end = (step // steps_per_epoch + 1) * steps_per_epoch
       num_steps = min(steps_per_call, epoch_end - step)
-      if num_steps not in compiled:
-        compiled[num_steps] = train_steps.lower(state, on_device["train"], num_steps=num_steps).compile()
       start = time.perf_counter()
-      state, metrics = compiled[num_steps](state, on_device["train"])
-      bounds_per_step = np.asarray(metrics["bound"])  # The one host transfer of this call.
+      state, metrics = run(state, num_steps)
+      # The one host transfer of this call: per-step bounds and gradient norms.
+      bounds_per_step = sharding.to_host(metrics["bound"])
+      grad_norms = sharding.to_host(metrics["grad_norm"])
       seconds = time.perf_counter() - start
       wall_s += seconds
-      new_step = int(state.step)
-      if not np.all(np.isfinite(bounds_per_step)):
-        bad = step + int(np.argmin(np.isfinite(bounds_per_step)))
+      new_step = _step_of(state)
+      finite = np.isfinite(bounds_per_step) & np.isfinite(grad_norms)
+      if not finite.all() and config.on_non_finite == "stop":
+        bad = step + 1 + int(np.argmin(finite))
         raise FloatingPointError(
-            f"The training bound became non-finite at step {bad}. No checkpoint was written after "
-            f"it; the last good checkpoint is step {checkpointer.latest_step()} in "
-            f"{checkpointer.directory}. Lower the learning rate or set config.grad_clip_norm."
+            f"The training bound or gradient became non-finite at step {bad}. No checkpoint was "
+            f"written after it; the last good checkpoint is step {checkpointer.latest_step()} in "
+            f"{checkpointer.directory}. Lower the learning rate, set config.grad_clip_norm, or "
+            "set config.on_non_finite='skip' to drop such updates."
+        )
+      if not bool(sharding.to_host(_all_finite(state.params))):
+        raise FloatingPointError(
+            f"The parameters became non-finite by step {new_step} (more than "
+            f"{config.max_consecutive_non_finite} non-finite updates in a row). No checkpoint was "
+            f"written; the last good checkpoint is step {checkpointer.latest_step()} in "
+            f"{checkpointer.directory}."
         )
       epoch = new_step // steps_per_epoch
       records = [{
-          "step": new_step, "epoch": epoch, "train_elbo": float(bounds_per_step.mean()),
+          "step": new_step, "epoch": epoch,
+          "train_elbo": float(bounds_per_step[finite].mean()) if finite.any() else float("nan"),
           "images_per_sec": num_steps * config.batch_size / seconds, "wall_s": wall_s,
       }]
+      if not finite.all():
+        records[0]["skipped_steps"] = int((~finite).sum())
+        progress.log(f"skipped {int((~finite).sum())} non-finite updates before step {new_step}")
       epoch_done = new_step % steps_per_epoch == 0
       if epoch_done and (epoch % config.eval_every_epochs == 0 or new_step == total_steps):
         last_eval = {"step": new_step, "epoch": epoch,
@@ -403,7 +484,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         progress.log(f"epoch {epoch}: train ELBO {records[0]['train_elbo']:.2f}, valid ELBO "
                      f"{last_eval['valid_elbo']:.2f}, test ELBO {last_eval['test_elbo']:.2f} nats "
                      f"({records[0]['images_per_sec']:.0f} images/s)")
-      metrics_log.write(records)
+      metrics_log.write(records)  # Before the checkpoint of the same step: see MetricsLog.
       progress.update(num_steps, elbo=records[0]["train_elbo"],
                       img_s=int(records[0]["images_per_sec"]))
       if (epoch_done and epoch % config.checkpoint_every_epochs == 0) or new_step == total_steps \
@@ -414,10 +495,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpointer.close()
 
   if not last_eval:  # Resumed a finished run, or evaluation was not due: evaluate now.
-    last_eval = {"step": int(state.step), "epoch": int(state.step) // steps_per_epoch,
+    last_eval = {"step": _step_of(state), "epoch": _step_of(state) // steps_per_epoch,
                  **_evaluate_epoch(dataset_bound, state.params, eval_key, on_device)}
-  write_images(model, state.params, state.key, splits["test"], config, workdir)
+  if is_writer:
+    write_images(model, state.params, state.key, splits["test"], config, workdir)
   return {**last_eval, "wall_s": wall_s, "workdir": workdir}
+
+
+def _eval_batch_size(config: ml_collections.ConfigDict, mesh) -> int:
+  """`config.eval_batch_size` rounded up to a multiple of the device count (a memory knob only)."""
+  n = mesh.devices.size
+  return -(-config.eval_batch_size // n) * n
+
+
+def _step_of(state: training.TrainState) -> int:
+  return int(sharding.to_host(state.step))
 
 
 def restore_latest(config: ml_collections.ConfigDict, workdir: str, num_train: int, data_dim: int):
@@ -427,6 +519,7 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str, num_train: i
   model = build_model(config, data_dim)
   optimizer = build_optimizer(config, steps_per_epoch)
   template = training.create_train_state(jax.random.key(config.seed), model, optimizer, data_dim)
+  template = sharding.put_replicated(template, sharding.make_mesh(config.num_devices))
   checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
   try:
     if checkpointer.latest_step() is None:
@@ -447,25 +540,29 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   workdir = os.path.abspath(workdir)
   splits = load_datasets(config)
   model, state, steps_per_epoch = restore_latest(config, workdir, *splits["train"].shape)
-  test = jax.device_put(splits["test"])
+  mesh = sharding.make_mesh(config.num_devices)
+  test = sharding.put_replicated(splits["test"], mesh)
   key = jax.random.fold_in(state.key, _EVAL_STREAM)
   k = config.eval_iwae_samples
+  num_devices = mesh.devices.size
+  iwae_batch = max(1, 20_000 // k // num_devices) * num_devices  # Bounded memory, even shards.
   elbo_fn = evaluation.make_dataset_bound(
-      model, estimator="B", num_samples=1, batch_size=config.eval_batch_size,
-      input_transform=config.input_transform)
+      model, estimator="B", num_samples=1, batch_size=_eval_batch_size(config, mesh),
+      input_transform=config.input_transform, mesh=mesh)
   iwae_fn = evaluation.make_dataset_bound(
-      model, estimator="iwae", num_samples=k, batch_size=max(1, 20_000 // k),
-      input_transform=config.input_transform)
+      model, estimator="iwae", num_samples=k, batch_size=iwae_batch,
+      input_transform=config.input_transform, mesh=mesh)
   start = time.perf_counter()
-  elbo, elbo_se = evaluation.mean_and_stderr(elbo_fn(state.params, key, test))
-  log_lik, log_lik_se = evaluation.mean_and_stderr(iwae_fn(state.params, key, test))
+  elbo, elbo_se = evaluation.mean_and_stderr(sharding.to_host(elbo_fn(state.params, key, test)))
+  log_lik, log_lik_se = evaluation.mean_and_stderr(
+      sharding.to_host(iwae_fn(state.params, key, test)))
   record = {
-      "step": int(state.step), "epoch": int(state.step) // steps_per_epoch,
+      "step": _step_of(state), "epoch": _step_of(state) // steps_per_epoch,
       "source": "evaluate", "test_elbo": elbo, "test_elbo_stderr": elbo_se,
       "test_iwae_k": k, "test_log_likelihood": log_lik, "test_log_likelihood_stderr": log_lik_se,
       "eval_seconds": time.perf_counter() - start,
   }
-  MetricsLog(workdir).write([record])
+  MetricsLog(workdir, write=jax.process_index() == 0).write([record])
   return record
 
 
@@ -479,7 +576,10 @@ def write_images(model, params, key, test_data, config, workdir) -> list[str]:
   n = config.num_sample_images
   if n == 0:
     return []
-  key = jax.random.fold_in(key, _SAMPLE_STREAM)
+  # Plain host copies: drawing is local to this process whatever the mesh was.
+  params = jax.tree.map(sharding.to_host, params)
+  key = jax.random.fold_in(jax.random.wrap_key_data(
+      sharding.to_host(jax.random.key_data(key)), impl=jax.random.key_impl(key)), _SAMPLE_STREAM)
   z = jax.random.normal(key, (n, config.latent_dim))
   means = model.apply(params, z, method=vae_lib.VAE.decoder_mean)
   rows = int(math.sqrt(n)) or 1

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vaex._src import sharding
 from vaex._src import vae as vae_lib
 
 INPUT_TRANSFORMS = ("binary", "intensity", "dynamic_binarization")
@@ -173,14 +174,28 @@ def _update(
 
 
 def make_train_step(
-    loss_fn: Callable, optimizer: optax.GradientTransformation, *, input_transform: str = "binary"
+    loss_fn: Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    input_transform: str = "binary",
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Callable[[TrainState, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
   """`step(state, batch) -> (state, metrics)`, jitted with the state donated.
 
-  `batch: [batch_size, dim_x]` stored data (uint8 or float); see `prepare_inputs`.
+  `batch: [batch_size, dim_x]` stored data (uint8 or float); see `prepare_inputs`. With a `mesh`,
+  the batch is sharded along its "data" axis and the state replicated (data parallelism); without
+  one, jit places everything where the inputs are.
   """
   update = functools.partial(_update, loss_fn, optimizer, input_transform)
-  return jax.jit(update, donate_argnums=0)
+  if mesh is None:
+    return jax.jit(update, donate_argnums=0)
+  replicated = sharding.replicated(mesh)
+  return jax.jit(
+      update,
+      donate_argnums=0,
+      in_shardings=(replicated, sharding.batch_sharded(mesh)),
+      out_shardings=(replicated, replicated),
+  )
 
 
 def epoch_permutation(key: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
@@ -195,6 +210,7 @@ def make_train_steps(
     *,
     batch_size: int,
     input_transform: str = "binary",
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """`train_steps(state, data, num_steps) -> (state, metrics)`: many updates in one compiled call.
 
@@ -202,11 +218,22 @@ def make_train_steps(
   `num_examples // batch_size` minibatches in a fresh random order (the remainder is dropped).
   The call runs `num_steps` (static) updates starting at `state.step`; they must not cross an epoch
   boundary. `metrics` holds one value per step, `[num_steps]`. The state is donated.
+
+  With a `mesh`, state and data are replicated on its devices and every minibatch is sharded along
+  the "data" axis, so each device gathers and processes its slice; XLA all-reduces the gradients.
   """
   update = functools.partial(_update, loss_fn, optimizer, input_transform)
+  constrain = lambda batch: batch  # noqa: E731
+  jit_kwargs: dict[str, Any] = {}
+  if mesh is not None:
+    sharding.check_divisible(batch_size, mesh)
+    replicated = sharding.replicated(mesh)
+    batch_spec = sharding.batch_sharded(mesh)
+    constrain = lambda batch: jax.lax.with_sharding_constraint(batch, batch_spec)  # noqa: E731
+    jit_kwargs = dict(in_shardings=(replicated, replicated), out_shardings=(replicated, replicated))
 
-  @functools.partial(jax.jit, donate_argnums=0, static_argnames="num_steps")
-  def train_steps(state: TrainState, data: jax.Array, num_steps: int):
+  @functools.partial(jax.jit, donate_argnums=0, static_argnums=2, **jit_kwargs)
+  def compiled_steps(state: TrainState, data: jax.Array, num_steps: int):
     steps_per_epoch = data.shape[0] // batch_size
     epoch = state.step // steps_per_epoch
     first = state.step % steps_per_epoch
@@ -214,8 +241,13 @@ def make_train_steps(
 
     def body(state, i):
       indices = jax.lax.dynamic_slice_in_dim(order, (first + i) * batch_size, batch_size)
-      return update(state, jnp.take(data, indices, axis=0))
+      return update(state, constrain(jnp.take(data, constrain(indices), axis=0)))
 
     return jax.lax.scan(body, state, jnp.arange(num_steps))
 
+  def train_steps(state: TrainState, data: jax.Array, num_steps: int):
+    return compiled_steps(state, data, num_steps)
+
+  # Ahead-of-time compilation: `train_steps.lower(state, data, num_steps=n).compile()`.
+  train_steps.lower = lambda state, data, num_steps: compiled_steps.lower(state, data, num_steps)
   return train_steps

@@ -90,7 +90,7 @@ def test_kl_is_zero_at_the_prior():
 def test_bernoulli_extreme_logits_are_finite(logit, x_value):
   x = jnp.full((3, 5), x_value)
   logits = jnp.full((3, 5), logit)
-  value, grad = jax.value_and_grad(lambda l: vaex.bernoulli_log_likelihood(x, l).sum())(logits)
+  value, grad = jax.value_and_grad(lambda lg: vaex.bernoulli_log_likelihood(x, lg).sum())(logits)
   assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
   # The right answer: 0 when the logit agrees with x, about -|logit| per pixel when it does not.
   agrees = (logit > 0) == (x_value == 1.0)
@@ -147,7 +147,7 @@ def test_bad_inputs_name_the_argument(call, error, words):
 @pytest.mark.parametrize("x_value", [0.0, 0.3, 1.0])
 @pytest.mark.parametrize("logit", [-30.0, -2.0, 0.0, 1.5, 30.0])
 def test_bernoulli_gradient_is_x_minus_sigmoid(x_value, logit):
-  grad = jax.grad(lambda l: vaex.bernoulli_log_likelihood(jnp.full((1,), x_value), l).sum())(
+  grad = jax.grad(lambda lg: vaex.bernoulli_log_likelihood(jnp.full((1,), x_value), lg).sum())(
       jnp.full((1,), logit)
   )
   np.testing.assert_allclose(grad, x_value - 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-7)

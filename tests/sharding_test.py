@@ -187,7 +187,7 @@ def test_two_processes_on_loopback_match_one_process_with_four_devices(tmp_path)
   procs.append(subprocess.Popen(_train_cmd(tmp_path / "single"), env=_env(4), cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
   results = _run_all(procs, timeout=420)
-  for code, out, err in results:
+  for code, _, err in results:
     assert code == 0, err[-3000:]
   # Process 0 alone wrote the metrics; every global batch was assembled from both processes' rows.
   lines = (tmp_path / "multi" / "metrics.jsonl").read_text().splitlines()
@@ -209,5 +209,6 @@ def test_unreachable_coordinator_fails_in_bounded_time_naming_the_address():
 
 
 def test_process_id_outside_the_process_count_is_refused():
-  with pytest.raises(ValueError, match=r"`process_id` must be in \[0, num_processes\) = \[0, 2\); got 2"):
+  expected = r"`process_id` must be in \[0, num_processes\) = \[0, 2\); got 2"
+  with pytest.raises(ValueError, match=expected):
     sharding.initialize_distributed("127.0.0.1:1", 2, 2)

@@ -193,6 +193,8 @@ def test_command_lines_train_evaluate_and_sample(tmp_path):
   assert "IWAE-16" in out.stdout
   record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
   assert record["test_iwae_k"] == 16 and record["test_log_likelihood"] >= record["test_elbo"] - 1.0
+  assert 0 <= record["active_units"] <= 8 and len(record["kl_per_dimension"]) == 8
+  assert abs(record["test_reconstruction"] - record["test_kl"] - record["test_elbo"]) < 1e-3
   (tmp_path / "samples.png").unlink()
   out = _run("sample.py", *common)
   assert out.returncode == 0, out.stderr[-3000:]

@@ -15,7 +15,9 @@ from vaex._src.densities import (
     gaussian_log_likelihood,
     standard_normal_log_prob,
 )
+from vaex._src.diagnostics import active_units, kl_per_dimension
 from vaex._src.encoders import MLP, MLPEncoder
+from vaex._src.marginal_likelihood import importance_sampled_log_likelihood
 from vaex._src.reparameterization import reparameterize
 from vaex._src.vae import VAE, bound, encoder_decoder, loss
 
@@ -27,6 +29,7 @@ __all__ = [
     "BernoulliMLPDecoder",
     "GaussianMLPDecoder",
     "MLPEncoder",
+    "active_units",
     "bernoulli_log_likelihood",
     "bound",
     "check_binary",
@@ -36,7 +39,9 @@ __all__ = [
     "encoder_decoder",
     "gaussian_kl",
     "gaussian_log_likelihood",
+    "importance_sampled_log_likelihood",
     "iwae_bound",
+    "kl_per_dimension",
     "loss",
     "reparameterize",
     "standard_normal_log_prob",

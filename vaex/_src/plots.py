@@ -54,3 +54,29 @@ def save_image_grid(
   tmp = f"{os.fspath(path)}.tmp.png"
   fig.savefig(tmp, dpi=150)
   os.replace(tmp, path)
+
+
+def latent_manifold_grid(num_per_side: int) -> np.ndarray:
+  """`[num_per_side**2, 2]` latent points: a linear grid on the open unit square mapped through the
+  Gaussian inverse CDF (Kingma & Welling 2013, Figure 4), so that equal areas carry equal prior mass.
+  Rows run top to bottom over the second coordinate, columns left to right over the first."""
+  from scipy.special import ndtri  # Imported lazily: scipy is only needed for this picture.
+
+  u = (np.arange(num_per_side) + 0.5) / num_per_side
+  z1, z2 = np.meshgrid(ndtri(u), ndtri(u[::-1]))
+  return np.stack([z1.ravel(), z2.ravel()], axis=-1).astype(np.float32)
+
+
+def save_latent_manifold(decoder_mean, path: str | os.PathLike, *, num_per_side: int = 20,
+                         image_shape: tuple[int, int] = (28, 28), title: str = "") -> None:
+  """Draws the learned 2-D manifold: `decoder_mean(z: [n, 2]) -> [n, h*w]` at the grid points of
+  `latent_manifold_grid`, tiled into one PNG."""
+  z = latent_manifold_grid(num_per_side)
+  images = np.asarray(decoder_mean(z))
+  if images.shape != (len(z), image_shape[0] * image_shape[1]):
+    raise ValueError(
+        f"`decoder_mean` must map z: [{len(z)}, 2] to [{len(z)}, {image_shape[0] * image_shape[1]}]; "
+        f"got {images.shape}. The manifold plot needs a model with latent_dim=2."
+    )
+  save_image_grid(np.clip(images, 0.0, 1.0), path, num_rows=num_per_side, title=title,
+                  image_shape=image_shape)

@@ -94,7 +94,9 @@ def test_estimator_b_is_exact_in_expectation(variant):
   assert np.all(np.abs(values.mean(0) - exact) < 4 * stderr), (values.mean(0), exact, stderr)
 
 
+@functools.lru_cache(maxsize=None)
 def _small_vae(seed=0, latent_dim=4, hidden=(32,)):
+  """A small untrained VAE on 10-pixel binary data (cached: eager Flax init is slow)."""
   model = vaex.VAE(
       vaex.MLPEncoder(latent_dim=latent_dim, hidden_sizes=hidden),
       vaex.BernoulliMLPDecoder(data_dim=10, hidden_sizes=hidden),
@@ -230,7 +232,7 @@ def test_extreme_posterior_variances_give_finite_bounds_and_gradients(key, log_v
 
   mean = jnp.zeros((x.shape[0], 4))
   log_var = jnp.full_like(mean, log_var_value)
-  value, grads = jax.value_and_grad(objective, argnums=(0, 1))(mean, log_var)
+  value, grads = jax.jit(jax.value_and_grad(objective, argnums=(0, 1)))(mean, log_var)
   assert np.isfinite(value)
   assert all(np.all(np.isfinite(g)) for g in grads)
 

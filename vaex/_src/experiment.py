@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from vaex._src import checkpointing, diagnostics, evaluation, sharding, training
+from vaex._src import checkpointing, diagnostics, evaluation, sharding, training, wake_sleep
 from vaex._src import vae as vae_lib
 from vaex._src.decoders import BernoulliMLPDecoder, GaussianMLPDecoder
 from vaex._src.encoders import MLPEncoder
@@ -63,6 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.paper_init = False  # N(0, 0.01^2) weights and biases, as in the paper.
   c.min_variance = 1e-3  # Gaussian decoder variance floor.
   # Objective.
+  c.algorithm = "aevb"  # "aevb" | "wake_sleep" (the paper's baseline; reports the ELBO).
   c.estimator = "B"  # "A" | "B" | "iwae".
   c.num_samples = 1  # L (or k for "iwae").
   c.prior_precision = 0.0  # N(0, I / precision) prior on the parameters (weight decay); 0: none.
@@ -129,6 +130,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   choice("optimizer", training.OPTIMIZERS)
   choice("lr_schedule", SCHEDULES)
   choice("on_non_finite", ("stop", "skip"))
+  choice("algorithm", ("aevb", "wake_sleep"))
   choice("data_placement", ("device", "host"))
   for key in ("latent_dim", "num_samples", "batch_size", "num_epochs", "eval_every_epochs",
               "eval_batch_size", "eval_iwae_samples", "checkpoint_every_epochs", "keep_checkpoints",
@@ -394,10 +396,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   total_steps = steps_per_epoch * config.num_epochs
   model = build_model(config, data_dim)
   optimizer = build_optimizer(config, steps_per_epoch)
-  loss_fn = training.make_loss_fn(
-      model, estimator=config.estimator, num_samples=config.num_samples,
-      prior_precision=config.prior_precision, num_train=num_train,
-  )
+  if config.algorithm == "wake_sleep":
+    loss_fn = wake_sleep.make_wake_sleep_loss(
+        model, prior_precision=config.prior_precision, num_train=num_train)
+  else:
+    loss_fn = training.make_loss_fn(
+        model, estimator=config.estimator, num_samples=config.num_samples,
+        prior_precision=config.prior_precision, num_train=num_train,
+    )
   dataset_bound = evaluation.make_dataset_bound(
       model, estimator="B", num_samples=1, batch_size=_eval_batch_size(config, mesh),
       input_transform=config.input_transform, mesh=mesh,

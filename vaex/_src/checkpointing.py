@@ -175,13 +175,15 @@ class Checkpointer:
       if actual is not None and actual != expected:
         raise self._corrupt(step, step_dir, ValueError(
             f"the arrays' SHA-256 is {actual[:12]}... but was {expected[:12]}... when saved"))
+    key = jax.random.wrap_key_data(
+        np.asarray(tree["key_data"]), impl=jax.random.key_impl(template.key)
+    )
+    if isinstance(template.key, jax.Array) and template.key.is_fully_addressable:
+      # Placed like the template's key, as orbax placed the other arrays: a resumed run then
+      # compiles the same programs as a fresh one.
+      key = jax.device_put(key, template.key.sharding)
     state = TrainState(
-        params=tree["params"],
-        opt_state=tree["opt_state"],
-        step=tree["step"],
-        key=jax.random.wrap_key_data(
-            np.asarray(tree["key_data"]), impl=jax.random.key_impl(template.key)
-        ),
+        params=tree["params"], opt_state=tree["opt_state"], step=tree["step"], key=key
     )
     return state, meta
 

@@ -13,6 +13,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -183,8 +184,9 @@ def load_datasets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
     splits = {"train": train, "valid": test, "test": test}
   if config.num_train_examples:
     if config.num_train_examples > len(splits["train"]):
+      m = len(splits["train"])
       _fail("num_train_examples", f"is {config.num_train_examples} but the training split has only "
-            f"{len(splits['train'])} examples.")
+            f"{m} examples; use num_train_examples <= {m} (0 uses all).")
     splits["train"] = splits["train"][: config.num_train_examples]
   if config.batch_size > len(splits["train"]):
     _fail("batch_size", f"is {config.batch_size} but the training set has only "
@@ -254,6 +256,11 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, *, write: b
     _write_atomically(probe, "ok")
     os.remove(probe)
   except OSError as e:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+      raise OSError(
+          e.errno, f"--workdir {workdir!r}: {e.strerror}. Free some disk space, or choose a "
+          "--workdir on another disk."
+      ) from e
     raise PermissionError(
         f"--workdir {workdir!r} is not writable ({e.strerror or e}). Choose a directory you can "
         "write to, e.g. --workdir=/tmp/vaex_run."
@@ -303,13 +310,23 @@ class MetricsLog:
     _write_atomically(self.path, "".join(kept))
 
   def write(self, records: list[dict[str, Any]]) -> None:
+    """Appends `records` (non-finite floats become null, keeping the file strict JSON)."""
     if not self.enabled:
       return
-    with open(self.path, "a") as f:
-      for record in records:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
+    try:
+      with open(self.path, "a") as f:
+        for record in records:
+          clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                   for k, v in record.items()}
+          f.write(json.dumps(clean, sort_keys=True, allow_nan=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+      if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise OSError(e.errno, f"Could not append to {self.path}: {e.strerror}. Free some disk "
+                      "space and re-run the same command: training resumes from the last "
+                      "checkpoint.") from e
+      raise
 
   def read(self) -> list[dict[str, Any]]:
     if not os.path.exists(self.path):

@@ -67,6 +67,13 @@ def bound(
     num_samples: int = 1,
 ) -> jax.Array:
   """The per-example bound `[batch]` of a VAE: estimator "A", "B" (`vaex.elbo`) or "iwae"."""
+  data_dim = getattr(model.decoder, "data_dim", None)
+  if data_dim is not None and getattr(x, "ndim", None) == 2 and x.shape[-1] != data_dim:
+    raise ValueError(
+        f"`x` has {x.shape[-1]} values per example but the model's decoder was built for "
+        f"data_dim={data_dim}: flatten x to [batch, {data_dim}], or build the VAE with "
+        f"data_dim={x.shape[-1]}."
+    )
   encode, decode = encoder_decoder(model, params)
   if estimator == "iwae":
     return bounds.iwae_bound(

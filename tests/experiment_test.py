@@ -206,3 +206,8 @@ def test_command_line_refuses_an_unknown_config_key(tmp_path):
              "--config.not_a_key=1")
   assert out.returncode != 0
   assert "not_a_key" in out.stderr
+
+
+def test_wake_sleep_algorithm_runs_from_the_config(tmp_path):
+  result = experiment.train_and_evaluate(_smoke(num_epochs=1, algorithm="wake_sleep"), str(tmp_path))
+  assert np.isfinite(result["test_elbo"]) and result["test_elbo"] < 0

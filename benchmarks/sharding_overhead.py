@@ -51,6 +51,18 @@ def xla_flags_for(num_devices: int) -> str:
   return " ".join([*flags, f"{DEVICE_FLAG}={max(num_devices, 1)}"])
 
 
+def cpu_model() -> str:
+  """The CPU's model name from /proc/cpuinfo (Linux), else `platform.processor()`."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 # ------------------------------------------------------------------------------------------------
 # Worker: one device count, in its own process.
 
@@ -206,8 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
           f"--batch_size ({args.batch_size}) must be divisible by every device count; {n} does not "
           "divide it. Use a multiple of the largest count, e.g. 800 for 1, 2, 4, 8.")
   cores = os.cpu_count()
-  print(f"Machine: {platform.processor() or platform.machine()}; {' '.join(platform.uname())}; "
-        f"{cores} CPUs; load average {list(os.getloadavg())}")
+  print(f"Machine: {cpu_model()}; {' '.join(platform.uname())}; {cores} CPUs; load average "
+        f"{list(os.getloadavg())}")
   print(NOTE.format(cores=cores))
   workers: list[Worker] = []
   try:
@@ -241,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
       "steps_per_call": workers[0].info["steps_per_call"],
       "reference": reference.name,
       "machine": {
-          "processor": platform.processor(), "uname": " ".join(platform.uname()),
+          "processor": cpu_model(), "uname": " ".join(platform.uname()),
           "cpu_count": cores, "jax": jax.__version__, "load_average_end": list(os.getloadavg()),
       },
       "device_counts": {},
@@ -273,8 +285,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
   results["final_bound_spread"] = max(bounds) - min(bounds)
   print(f"slowdown = time per epoch / time on the {reference.name} path, median over interleaved "
         "repeats (1.00x: no overhead).")
-  print(f"final bound spread across device counts: {results['final_bound_spread']:.2e} nats "
-        "(float32 reduction order).")
+  checksums = [w.info["param_checksum"] for w in workers]
+  results["param_checksum_spread"] = max(checksums) - min(checksums)
+  print(f"across device counts: final bound spread {results['final_bound_spread']:.2e} nats, "
+        f"sum|params| spread {results['param_checksum_spread']:.2e} (nonzero only from float32 "
+        "reduction order).")
   print(NOTE.format(cores=cores))
   if args.json:
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -32,8 +32,14 @@ FLOPs count only the dense layers (elementwise work is not counted): a training 
 and M1 those of the first encoder layer (forward 2 F, backward 2 x 2 F less the input gradient of the
 first layer, which is not needed): 4.10 MFLOP for the paper's model.
 
+Reported figures are medians over the repeats; "% of peak" is a variant's median GFLOP/s over the
+median model-shape matmul GFLOP/s, and each "ratio_vs_*" is the median of the per-repeat ratios. Every
+model starts from parameters drawn on the host (see `new_state`); the IWAE batch holds about 5,000
+decoder rows unless `--iwae_batch` says otherwise.
+
 `--quick` is a tiny run for tests (1000 training images, 10 steps per call, 2 repeats, IWAE-100 on 50
-test images); its numbers are not meaningful.
+test images, the vmap comparison on the paper's model so that it reuses the epoch function's
+executable); its numbers are not meaningful.
 """
 
 from __future__ import annotations
@@ -83,6 +89,7 @@ class Settings:
   square_iterations: int
   iwae_images: int
   iwae_samples: int
+  iwae_batch: int  # 0: `iwae_batch_size(iwae_images, iwae_samples)`.
   small_hidden: int
   small_latent: int
 
@@ -92,11 +99,13 @@ def make_settings(args: argparse.Namespace) -> Settings:
     return Settings(
         repeats=args.repeats or 2, num_train=1000, steps_per_call=10, matmul_iterations=5,
         square_size=256, square_iterations=2, iwae_images=50, iwae_samples=100,
+        iwae_batch=args.iwae_batch,
         small_hidden=500, small_latent=20,  # The paper's model: reuses the epoch fn's compilation.
     )
   return Settings(
       repeats=args.repeats or 5, num_train=0, steps_per_call=500, matmul_iterations=100,
       square_size=2048, square_iterations=4, iwae_images=args.iwae_images, iwae_samples=args.iwae_k,
+      iwae_batch=args.iwae_batch,
       small_hidden=64, small_latent=8,
   )
 
@@ -513,15 +522,19 @@ def flax_example(setup: Setup) -> tuple[Variant, Callable[[], Any]]:
 
 
 def iwae_batch_size(num_images: int, num_samples: int) -> int:
-  """vaex.experiment's IWAE batch rule (about 20k decoder rows), lowered to divide `num_images`."""
-  target = max(1, 20_000 // min(num_samples, 500))
+  """Images per compiled IWAE batch: about 5,000 decoder rows (k x batch), dividing `num_images`.
+
+  Measured here: batches of 1-5 images at k = 5000 run about 1.4x faster than 25-40 (the
+  `[k * batch, 784]` logits no longer fit in cache), so the default keeps the rows near 5,000.
+  """
+  target = max(1, 5_000 // num_samples)
   return max(b for b in range(1, min(target, num_images) + 1) if num_images % b == 0)
 
 
 def iwae_evaluator(setup: Setup, settings: Settings, params: Any) -> tuple[Variant, Callable]:
   """`make_dataset_bound(estimator="iwae")` on the first `iwae_images` test images."""
   k, n = settings.iwae_samples, settings.iwae_images
-  batch = iwae_batch_size(n, k)
+  batch = settings.iwae_batch or iwae_batch_size(n, k)
   dataset_bound = evaluation.make_dataset_bound(
       setup.model, estimator="iwae", num_samples=k, batch_size=batch)
   data = jax.device_put(setup.test_host[:n])
@@ -623,7 +636,7 @@ def torch_loop(setup: Setup) -> Variant | None:
       loss = model(batch)
       loss.backward()
       optimizer.step()
-    box["loss"] = float(loss)
+    box["loss"] = float(loss.detach())
 
   print(f"  torch {torch.__version__}, {torch.get_num_threads()} threads")
   return Variant(
@@ -693,6 +706,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       "$VAEX_DATA_DIR, else ../shared/data from the repository root)")
   parser.add_argument("--iwae_images", type=int, default=500, help="test images for the IWAE bound")
   parser.add_argument("--iwae_k", type=int, default=5000, help="importance samples k")
+  parser.add_argument("--iwae_batch", type=int, default=0,
+                      help="test images per compiled IWAE batch (0: about 5,000 decoder rows; "
+                      "vaex.experiment's evaluate uses 40 at k = 5000)")
   return parser.parse_args(argv)
 
 
@@ -778,6 +794,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       "iwae_eval_fraction_of_peak": median(iwae.gflops()) / peak,
       "iwae_num_samples": settings.iwae_samples,
       "iwae_num_images": settings.iwae_images,
+      "iwae_batch_size": settings.iwae_batch or iwae_batch_size(settings.iwae_images,
+                                                                 settings.iwae_samples),
       "iwae_mean_bound": float(iwae_values.mean()),
       "per_step_images_per_sec": median(per_step.images_per_sec()),
       "per_step_fraction_of_peak": median(per_step.gflops()) / peak,

@@ -94,7 +94,7 @@ def test_estimator_b_is_exact_in_expectation(variant):
   assert np.all(np.abs(values.mean(0) - exact) < 4 * stderr), (values.mean(0), exact, stderr)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _small_vae(seed=0, latent_dim=4, hidden=(32,)):
   """A small untrained VAE on 10-pixel binary data (cached: eager Flax init is slow)."""
   model = vaex.VAE(

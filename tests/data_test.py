@@ -40,7 +40,8 @@ SPLIT_SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
 @pytest.fixture
 def shared_data() -> Path:
   if SHARED_DATA_DIR is None:
-    pytest.skip(f"real data not found in {_SHARED_DATA} or $VAEX_DATA_DIR")
+    pytest.fail(f"real data not found in {_SHARED_DATA} or $VAEX_DATA_DIR: the tests need the "
+                "binarized MNIST files of ../shared/data (nothing downloads at test time).")
   return SHARED_DATA_DIR
 
 

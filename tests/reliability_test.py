@@ -3,8 +3,7 @@ cases and run-to-run reproducibility.
 
 * `CATALOGUE` lists bad inputs across the public API, the data loaders, the configs and the command
   line, and the checkpoints and workdir. Each case asserts the error type and that the message names
-  the argument (or file) and gives the fix; cases marked xfail are messages that still lack it (the
-  fix belongs in a module this test does not own). `docs_bad_inputs.md` has the same table.
+  the argument (or file) and gives the fix. BUILD_NOTES.md has the same table.
 * The crash test SIGKILLs `experiments/train.py` at random moments (fixed seed), resumes it each
   time, and checks that it ends bitwise equal to an uninterrupted run, with every step logged once.
 * The other tests run in-process on the smoke config or a tiny VAE, to stay fast.
@@ -272,7 +271,6 @@ class Bad:
   fix: tuple[str, ...]
   uses_run: bool = False  # `call(tmp, trained_run)` instead of `call(tmp)`.
   check: Callable[[BaseException], bool] | None = None
-  xfail: str | None = None
 
 
 CATALOGUE: list[Bad] = [
@@ -477,8 +475,7 @@ CATALOGUE: list[Bad] = [
 
 @pytest.mark.parametrize(
     "case",
-    [pytest.param(c, id=c.id, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail
-                  else []) for c in CATALOGUE],
+    [pytest.param(c, id=c.id) for c in CATALOGUE],
 )
 def test_bad_input_gives_the_promised_message(case: Bad, tmp_path, request):
   args = (tmp_path, request.getfixturevalue("trained_run")) if case.uses_run else (tmp_path,)

@@ -2,12 +2,15 @@
 
 Model: 784-200-200-50 (two tanh hidden layers) encoder and 50-200-200-784 Bernoulli decoder; Adam with
 beta2 = 0.999 and eps = 1e-4; 3^i passes at learning rate 1e-3 * 10^(-i/7) for i = 0..7 (3,280 passes
-in all); minibatch 20; test log-likelihood by importance sampling with k = 5000 (experiments/evaluate.py).
+in all); minibatch 20; test log-likelihood by importance sampling with k = 5000
+(experiments/evaluate.py). The settings live in vaex.experiment.iwae_protocol_config.
 
 Command:
-  python experiments/train.py --config=experiments/configs/iwae_benchmark_k1.py --workdir=runs/iwae_k1 \
+  python experiments/train.py --workdir=runs/iwae_k1 \
+      --config=experiments/configs/iwae_benchmark_k1.py \
       --config.data_dir=../shared/data
-  python experiments/evaluate.py --config=experiments/configs/iwae_benchmark_k1.py --workdir=runs/iwae_k1 \
+  python experiments/evaluate.py --workdir=runs/iwae_k1 \
+      --config=experiments/configs/iwae_benchmark_k1.py \
       --config.data_dir=../shared/data
 Runtime on 2 CPU cores: not yet measured for the full 3,280 passes (issue 5); ready to run unchanged
 on a GPU (all devices are used by default: set a batch size divisible by the device count).
@@ -18,20 +21,4 @@ from vaex import experiment
 
 
 def get_config():
-  config = experiment.default_config()
-  config.latent_dim = 50
-  config.hidden_sizes = (200, 200)
-  config.activation = "tanh"
-  config.estimator = "B"
-  config.num_samples = 1
-  config.optimizer = "adam"
-  config.adam_b2 = 0.999
-  config.adam_eps = 1e-4
-  config.learning_rate = 1e-3
-  config.lr_schedule = "iwae"
-  config.num_epochs = 3280
-  config.batch_size = 20
-  config.eval_iwae_samples = 5000
-  config.checkpoint_every_epochs = 10
-  config.eval_every_epochs = 10
-  return config
+  return experiment.iwae_protocol_config(num_samples=1)

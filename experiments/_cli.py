@@ -1,10 +1,14 @@
-"""Flags and logging shared by the experiment entry points (Flax-examples convention)."""
+"""Flags, logging and checkpoint loading shared by the experiment entry points (Flax-examples
+convention)."""
 
 import logging as std_logging
 import os
 
+import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
+
+from vaex import experiment
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file in experiments/configs/.",
@@ -37,3 +41,11 @@ def setup() -> None:
         FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
         timeout_seconds=FLAGS.distributed_timeout,
     )
+
+
+def load_data_and_restore(config: ml_collections.ConfigDict, workdir: str):
+  """`(splits, model, state)`: the config's data splits and the latest checkpoint of the run in
+  `workdir` (the data give the training-set size and the input dimension the model is built for)."""
+  splits = experiment.load_datasets(config)
+  model, state, _ = experiment.restore_latest(config, workdir, *splits["train"].shape)
+  return splits, model, state

@@ -11,10 +11,10 @@ Writes manifold.png in the workdir: decoder means at Gaussian-inverse-CDF points
 import os
 
 import jax
-from _cli import FLAGS, setup
+from _cli import FLAGS, load_data_and_restore, setup
 from absl import app, flags
 
-from vaex import experiment, plots
+from vaex import plots
 from vaex._src import sharding
 from vaex._src.vae import VAE
 
@@ -26,8 +26,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   setup()
   config = FLAGS.config
-  splits = experiment.load_datasets(config)
-  model, state, _ = experiment.restore_latest(config, FLAGS.workdir, *splits["train"].shape)
+  _, model, state = load_data_and_restore(config, FLAGS.workdir)
   params = jax.tree.map(sharding.to_host, state.params)
   path = os.path.join(FLAGS.workdir, "manifold.png")
   plots.save_latent_manifold(

@@ -3,7 +3,7 @@ r"""Writes samples.png (decoder means of z ~ N(0, I)) and reconstructions.png of
   python experiments/sample.py --config=experiments/configs/mnist_adam.py --workdir=/tmp/run
 """
 
-from _cli import FLAGS, setup
+from _cli import FLAGS, load_data_and_restore, setup
 from absl import app
 
 from vaex import experiment
@@ -14,8 +14,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   setup()
   config = FLAGS.config
-  splits = experiment.load_datasets(config)
-  model, state, _ = experiment.restore_latest(config, FLAGS.workdir, *splits["train"].shape)
+  splits, model, state = load_data_and_restore(config, FLAGS.workdir)
   paths = experiment.write_images(model, state.params, state.key, splits["test"], config,
                                   FLAGS.workdir)
   print("wrote " + ", ".join(paths))

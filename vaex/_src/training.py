@@ -168,7 +168,6 @@ def _update(
   grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, bound_key, x)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics["grad_norm"] = optax.tree.norm(grads)
   new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
   return new_state, metrics
 

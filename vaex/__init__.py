@@ -17,6 +17,7 @@ from vaex._src.densities import (
 )
 from vaex._src.diagnostics import active_units, kl_per_dimension
 from vaex._src.encoders import MLP, MLPEncoder
+from vaex._src.hmc import HMCInfo, HMCResult, HMCState, hmc_init, hmc_sample, hmc_step
 from vaex._src.marginal_likelihood import importance_sampled_log_likelihood
 from vaex._src.reparameterization import reparameterize
 from vaex._src.vae import VAE, bound, encoder_decoder, loss
@@ -28,6 +29,9 @@ __all__ = [
     "VAE",
     "BernoulliMLPDecoder",
     "GaussianMLPDecoder",
+    "HMCInfo",
+    "HMCResult",
+    "HMCState",
     "MLPEncoder",
     "active_units",
     "bernoulli_log_likelihood",
@@ -39,6 +43,9 @@ __all__ = [
     "encoder_decoder",
     "gaussian_kl",
     "gaussian_log_likelihood",
+    "hmc_init",
+    "hmc_sample",
+    "hmc_step",
     "importance_sampled_log_likelihood",
     "iwae_bound",
     "kl_per_dimension",

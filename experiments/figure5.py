@@ -16,8 +16,10 @@ Writes in <workdir>:
   figure5_samples.npz    the pictured means, `nz<Nz>: [num_samples, 784] float32` (redraw without models)
   figure5.jsonl          one line per Nz: epochs trained, test and valid ELBO (one sample per example)
 
-Runtime on 2 CPU cores shared with another training run: about 12 minutes for the default 15 epochs
-per model (4 models); `--epochs=100` (about 1 hour per model on that machine) gives sharper samples.
+Runtime on 2 CPU cores shared with another training run: 11 minutes for the default 15 epochs per
+model (4 models, about 12 s per epoch with evaluation); `--epochs=100` (about 20 minutes per model on
+that machine) gives sharper samples. Expected test ELBO after 15 epochs, seed 0: -154.5 (Nz = 2),
+-124.4 (5), -108.7 (10), -104.0 (20).
 Deterministic for a given --seed (a workdir holds runs of one seed: use a new --workdir for another).
 """
 
@@ -74,15 +76,18 @@ def _grid_rows(num_samples: int) -> int:
   return max(1, math.isqrt(num_samples))
 
 
-def plot(samples_by_nz: dict[int, np.ndarray], results_by_nz: dict[int, dict], path: str) -> None:
+def plot(samples_by_nz: dict[int, np.ndarray], results_by_nz: dict[int, dict], path: str, *,
+         title: str = "") -> None:
   """One titled panel per Nz, side by side; each image pixel is `_SCALE` x `_SCALE` screen pixels."""
   figure_cls = plots._import_matplotlib()
   grids = {nz: plots.image_grid(s, _grid_rows(len(s))) for nz, s in samples_by_nz.items()}
-  dpi, gap, top, bottom = 100, 24, 86, 12  # Pixels: between panels, title band, bottom margin.
+  dpi, gap, bottom = 100, 40, 16  # Pixels: around the panels, below them.
+  top = 120 if title else 72  # Pixels above the panels: panel titles (and the figure title).
   widths = [g.shape[1] * _SCALE for g in grids.values()]
   height = max(g.shape[0] for g in grids.values()) * _SCALE
   content_w = sum(widths) + gap * (len(grids) + 1)
-  fig_w, fig_h = max(content_w, 820), height + top + bottom  # Wide enough for the suptitle.
+  fig_w = max(content_w, 1100 if title else 0)  # Wide enough for the figure title.
+  fig_h = height + top + bottom
   fig = figure_cls(figsize=(fig_w / dpi, fig_h / dpi), facecolor="white")
   left = gap + (fig_w - content_w) // 2
   for (nz, grid), width in zip(grids.items(), widths):
@@ -93,10 +98,10 @@ def plot(samples_by_nz: dict[int, np.ndarray], results_by_nz: dict[int, dict], p
     result = results_by_nz[nz]
     epochs = f"{result['epoch']} epoch{'s' if result['epoch'] != 1 else ''}"
     ax.set_title(f"{nz}-D latent space\ntest ELBO {result['test_elbo']:.1f} nats, {epochs}",
-                 fontsize=10)
+                 fontsize=14)
     left += width + gap
-  fig.suptitle("AEVB on MNIST: decoder means of z ~ p(z) (Kingma & Welling 2013, Figure 5)",
-               fontsize=12, y=1 - 8 / fig_h, va="top")
+  if title:
+    fig.suptitle(title, fontsize=17, y=1 - 10 / fig_h, va="top")
   tmp = f"{path}.tmp.png"
   fig.savefig(tmp, dpi=dpi)
   os.replace(tmp, path)
@@ -133,10 +138,7 @@ def main(argv):
     key = jax.random.fold_in(jax.random.key(FLAGS.seed), nz)
     samples_by_nz[nz] = draw_samples(key, model, params, nz, FLAGS.num_samples)
     results_by_nz[nz] = result
-    plots.save_image_grid(
-        samples_by_nz[nz], os.path.join(FLAGS.workdir, f"figure5_nz{nz}.png"),
-        num_rows=_grid_rows(FLAGS.num_samples),
-        title=f"Nz = {nz}: decoder means of z ~ N(0, I), test ELBO {result['test_elbo']:.1f}")
+    plot({nz: samples_by_nz[nz]}, results_by_nz, os.path.join(FLAGS.workdir, f"figure5_nz{nz}.png"))
     rows.append({"latent_dim": nz, "config": CONFIG, "seed": FLAGS.seed, "epoch": result["epoch"],
                  "step": result["step"], "test_elbo": result["test_elbo"],
                  "valid_elbo": result["valid_elbo"], "train_seconds": result["wall_s"],
@@ -147,7 +149,8 @@ def main(argv):
   np.savez(os.path.join(FLAGS.workdir, "figure5_samples.npz"),
            **{f"nz{nz}": s for nz, s in samples_by_nz.items()})
   path = os.path.join(FLAGS.workdir, "figure5.png")
-  plot(samples_by_nz, results_by_nz, path)
+  plot(samples_by_nz, results_by_nz, path,
+       title="AEVB on MNIST: decoder means of z ~ p(z) (Kingma & Welling 2013, Figure 5)")
   print(f"wrote {path} and figure5.jsonl in {time.perf_counter() - start:.0f} s")
 
 

@@ -42,9 +42,14 @@ def test_figure5_writes_the_figure_and_the_elbos_and_reuses_its_runs(tmp_path):
     assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   import matplotlib.image
 
-  height, width = matplotlib.image.imread(tmp_path / "figure5.png").shape[:2]
+  picture = matplotlib.image.imread(tmp_path / "figure5.png")[..., :3].mean(-1)
+  height, width = picture.shape
   panel = 2 * (4 * 29 - 1)  # A 4x4 grid of 28x28 images with 1-pixel gaps, drawn at 2x.
   assert width > 2 * panel and 2 * panel > height > panel  # Two panels side by side, titles above.
+  # The panels do not overlap: the images (not white) fill two panels' width of columns, less the
+  # white gaps between images.
+  image_columns = (picture[-panel // 2:] < 0.95).any(axis=0).sum()
+  assert 1.8 * panel < image_columns <= 2 * panel
 
   # Re-running reuses the finished runs (no training rows are added) and draws the same samples.
   metrics = (tmp_path / "nz2" / "metrics.jsonl").read_text()

@@ -19,6 +19,7 @@ from vaex._src.diagnostics import active_units, kl_per_dimension
 from vaex._src.encoders import MLP, MLPEncoder
 from vaex._src.hmc import HMCInfo, HMCResult, HMCState, hmc_init, hmc_sample, hmc_step
 from vaex._src.marginal_likelihood import importance_sampled_log_likelihood
+from vaex._src.mcem import MCEMState, init_mcem_state, make_mcem_step
 from vaex._src.reparameterization import reparameterize
 from vaex._src.vae import VAE, bound, encoder_decoder, loss
 
@@ -32,6 +33,7 @@ __all__ = [
     "HMCInfo",
     "HMCResult",
     "HMCState",
+    "MCEMState",
     "MLPEncoder",
     "active_units",
     "bernoulli_log_likelihood",
@@ -47,9 +49,11 @@ __all__ = [
     "hmc_sample",
     "hmc_step",
     "importance_sampled_log_likelihood",
+    "init_mcem_state",
     "iwae_bound",
     "kl_per_dimension",
     "loss",
+    "make_mcem_step",
     "reparameterize",
     "standard_normal_log_prob",
 ]

@@ -5,6 +5,8 @@ from vaex._src.plots import (
     latent_manifold_grid,
     save_image_grid,
     save_latent_manifold,
+    save_marginal_likelihood_curves,
 )
 
-__all__ = ["image_grid", "latent_manifold_grid", "save_image_grid", "save_latent_manifold"]
+__all__ = ["image_grid", "latent_manifold_grid", "save_image_grid", "save_latent_manifold",
+           "save_marginal_likelihood_curves"]

@@ -80,3 +80,61 @@ def save_latent_manifold(decoder_mean, path: str | os.PathLike, *, num_per_side:
     )
   save_image_grid(np.clip(images, 0.0, 1.0), path, num_rows=num_per_side, title=title,
                   image_shape=image_shape)
+
+
+_METHOD_STYLES = {"aevb": ("AEVB", "tab:blue"), "wake_sleep": ("Wake-Sleep", "tab:red"),
+                  "mcem": ("MCEM", "tab:green")}
+
+
+def save_marginal_likelihood_curves(records, path: str | os.PathLike, *, title: str = "",
+                                    ylim: tuple[float, float] | None = None) -> None:
+  """Kingma & Welling (2013) Figure 3: marginal log-likelihood against training samples seen.
+
+  One panel per training-set size, one color per method; solid lines are test points, dashed lines
+  training points (as in the paper), on a log x-axis.
+
+  Args:
+    records: dicts with `method` ("aevb", "wake_sleep", "mcem" or any other name), `num_train`,
+      `samples_seen`, `train_log_likelihood` and `test_log_likelihood` (nats per datapoint), e.g.
+      the lines of `figure3.jsonl`.
+    path: where the PNG is written (atomically).
+    title: a line above the panels.
+    ylim: the y range; None fits it to the data.
+  """
+  records = [r for r in records if "test_log_likelihood" in r and r.get("samples_seen", 0) > 0]
+  if not records:
+    raise ValueError(
+        "`records` holds no point with `samples_seen` > 0 and `test_log_likelihood`; nothing to "
+        "plot. Pass the evaluation lines of a run (e.g. figure3.jsonl)."
+    )
+  Figure = _import_matplotlib()
+  sizes = sorted({r["num_train"] for r in records})
+  methods = sorted({r["method"] for r in records},
+                   key=lambda m: list(_METHOD_STYLES).index(m) if m in _METHOD_STYLES else 99)
+  fig = Figure(figsize=(5.2 * len(sizes), 4.2))
+  for i, size in enumerate(sizes):
+    ax = fig.add_subplot(1, len(sizes), i + 1)
+    for method in methods:
+      label, color = _METHOD_STYLES.get(method, (method, None))
+      rows = sorted((r for r in records if r["num_train"] == size and r["method"] == method),
+                    key=lambda r: r["samples_seen"])
+      seen = [r["samples_seen"] for r in rows]
+      line, = ax.plot(seen, [r["train_log_likelihood"] for r in rows], "--", color=color,
+                      marker=".", label=f"{label} (train)")
+      ax.plot(seen, [r["test_log_likelihood"] for r in rows], "-", color=line.get_color(),
+              marker=".", label=f"{label} (test)")
+    ax.set_xscale("log")
+    ax.set_title(f"MNIST, Ntrain = {size:,}")
+    ax.set_xlabel("# training samples evaluated")
+    if ylim is not None:
+      ax.set_ylim(*ylim)
+    ax.grid(alpha=0.3, which="both")
+    if i == 0:
+      ax.set_ylabel("marginal log-likelihood per datapoint (nats)")
+    ax.legend(fontsize=7, loc="lower right")
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  tmp = f"{os.fspath(path)}.tmp.png"
+  fig.savefig(tmp, dpi=110)
+  os.replace(tmp, path)

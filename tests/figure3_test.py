@@ -92,3 +92,4 @@ print("equal")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env=env, cwd=ROOT)
   assert out.returncode == 0 and "equal" in out.stdout, out.stderr[-3000:]
+  assert "compiled core changed" not in out.stderr  # The fast path ran, not the fallback.

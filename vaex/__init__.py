@@ -18,6 +18,7 @@ from vaex._src.densities import (
 from vaex._src.diagnostics import active_units, kl_per_dimension
 from vaex._src.encoders import MLP, MLPEncoder
 from vaex._src.hmc import HMCInfo, HMCResult, HMCState, hmc_init, hmc_sample, hmc_step
+from vaex._src.hmc_marginal_likelihood import hmc_log_likelihood
 from vaex._src.marginal_likelihood import importance_sampled_log_likelihood
 from vaex._src.mcem import MCEMState, init_mcem_state, make_mcem_step
 from vaex._src.reparameterization import reparameterize
@@ -46,6 +47,7 @@ __all__ = [
     "gaussian_kl",
     "gaussian_log_likelihood",
     "hmc_init",
+    "hmc_log_likelihood",
     "hmc_sample",
     "hmc_step",
     "importance_sampled_log_likelihood",

@@ -1,24 +1,28 @@
 r"""Evaluates the latest checkpoint: test ELBO and the IWAE-k log-likelihood (k from the config).
 
   python experiments/evaluate.py --config=experiments/configs/mnist_adam.py --workdir=/tmp/run \
-      [--config.eval_iwae_samples=5000]
+      [--config.eval_iwae_samples=5000] [--num_test_examples=1000]
 
 Appends one line to metrics.jsonl in the workdir and prints the numbers with standard errors.
 """
 
 from _cli import FLAGS, setup
-from absl import app
+from absl import app, flags
 
 from vaex import experiment
+
+flags.DEFINE_integer("num_test_examples", 0, "Evaluate the first n test examples only (a quick "
+                     "look at a run in progress); 0, the protocol: the whole test split.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   setup()
-  r = experiment.evaluate_checkpoint(FLAGS.config, FLAGS.workdir)
-  print(f"step {r['step']} (epoch {r['epoch']}): test ELBO {r['test_elbo']:.2f} "
-        f"+- {r['test_elbo_stderr']:.2f} nats; test log-likelihood (IWAE-{r['test_iwae_k']}) "
+  r = experiment.evaluate_checkpoint(FLAGS.config, FLAGS.workdir,
+                                    num_test_examples=FLAGS.num_test_examples)
+  print(f"step {r['step']} (epoch {r['epoch']}), {r['test_examples']} test examples: test ELBO "
+        f"{r['test_elbo']:.2f} +- {r['test_elbo_stderr']:.2f} nats; test log-likelihood (IWAE-{r['test_iwae_k']}) "
         f"{r['test_log_likelihood']:.2f} +- {r['test_log_likelihood_stderr']:.2f} nats "
         f"({r['eval_seconds']:.1f} s)")
 

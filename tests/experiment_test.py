@@ -195,10 +195,22 @@ def test_command_lines_train_evaluate_and_sample(tmp_path):
   assert record["test_iwae_k"] == 16 and record["test_log_likelihood"] >= record["test_elbo"] - 1.0
   assert 0 <= record["active_units"] <= 8 and len(record["kl_per_dimension"]) == 8
   assert abs(record["test_reconstruction"] - record["test_kl"] - record["test_elbo"]) < 1e-3
+  assert record["test_examples"] == 10_000
+  out = _run("evaluate.py", *common, "--num_test_examples=50")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "50 test examples" in out.stdout
+  record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+  assert record["test_examples"] == 50 and np.isfinite(record["test_log_likelihood"])
   (tmp_path / "samples.png").unlink()
   out = _run("sample.py", *common)
   assert out.returncode == 0, out.stderr[-3000:]
   assert (tmp_path / "samples.png").exists()
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True])
+def test_evaluate_refuses_a_bad_number_of_test_examples(tmp_path, bad):
+  with pytest.raises(ValueError, match="num_test_examples must be an int >= 0"):
+    experiment.evaluate_checkpoint(_smoke(), str(tmp_path), num_test_examples=bad)
 
 
 def test_command_line_refuses_an_unknown_config_key(tmp_path):

@@ -582,15 +582,25 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str, num_train: i
   return model, state, steps_per_epoch
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
+                        num_test_examples: int = 0) -> dict[str, Any]:
   """Test ELBO and the IWAE-k log-likelihood estimate (k = config.eval_iwae_samples) of the latest
-  checkpoint; appends them to `metrics.jsonl` and returns them."""
+  checkpoint; appends them to `metrics.jsonl` and returns them.
+
+  `num_test_examples` > 0 evaluates the first n test examples only (a quick look at a run in
+  progress; the record says how many were used). 0, the protocol, uses the whole test split.
+  """
   validate_config(config)
+  if isinstance(num_test_examples, bool) or not isinstance(num_test_examples, int) \
+      or num_test_examples < 0:
+    raise ValueError(f"num_test_examples must be an int >= 0 (0: the whole test split); got "
+                     f"{num_test_examples!r}.")
   workdir = os.path.abspath(workdir)
   splits = load_datasets(config)
   model, state, steps_per_epoch = restore_latest(config, workdir, *splits["train"].shape)
   mesh = sharding.make_mesh(config.num_devices)
-  test = sharding.put_replicated(splits["test"], mesh)
+  test_split = splits["test"][:num_test_examples] if num_test_examples else splits["test"]
+  test = sharding.put_replicated(test_split, mesh)
   key = jax.random.fold_in(state.key, _EVAL_STREAM)
   k = config.eval_iwae_samples
   num_devices = mesh.devices.size
@@ -615,7 +625,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   activity = np.asarray(sharding.to_host(diagnostics.posterior_mean_variance(mean)))
   record = {
       "step": _step_of(state), "epoch": _step_of(state) // steps_per_epoch,
-      "source": "evaluate", "test_elbo": elbo, "test_elbo_stderr": elbo_se,
+      "source": "evaluate", "test_examples": int(test_split.shape[0]),
+      "test_elbo": elbo, "test_elbo_stderr": elbo_se,
       "test_iwae_k": k, "test_log_likelihood": log_lik, "test_log_likelihood_stderr": log_lik_se,
       "test_kl": float(kl_dims.sum()), "test_reconstruction": elbo + float(kl_dims.sum()),
       "kl_per_dimension": [float(v) for v in kl_dims],

@@ -78,13 +78,13 @@ model = vaex.VAE(vaex.MLPEncoder(3, (8,)), vaex.BernoulliMLPDecoder(784, (8,)))
 params = figure3.decoder_params(model.init(jax.random.key(0), jnp.zeros((1, 784))))
 x = jnp.asarray((np.random.default_rng(0).uniform(size=(3, 784)) < 0.2).astype(np.float32))
 key = jax.random.key(1)
-ours = figure3.make_evaluator(model, num_samples=30, num_warmup=20)(params, key, x)
+ours = figure3.make_evaluator(model, num_samples=5, num_warmup=2)(params, key, x)
 public = vaex.hmc_log_likelihood(key, x, vaex.encoder_decoder(model, params)[1], latent_dim=3,
-                                 num_samples=30, num_warmup=20)
-# The same chains, but rounding differs (parameters traced vs. folded in as constants), which can
-# flip a late accept decision: agreement to well within the estimator's own noise of a few tenths.
-np.testing.assert_allclose(ours, public, atol=1.0)
-assert np.mean(np.isclose(ours, public, rtol=1e-5)) >= 1 / 3
+                                 num_samples=5, num_warmup=2)
+# The same short chains (7 transitions). Rounding differs (parameters traced vs. folded in as
+# constants) and HMC amplifies it, so allow 1e-3 relative; most points agree to float precision.
+np.testing.assert_allclose(ours, public, rtol=1e-3)
+assert np.isclose(ours, public, rtol=1e-5).any()
 print("equal")
 """
   env = dict(os.environ)

@@ -99,7 +99,7 @@ def save_marginal_likelihood_curves(records, path: str | os.PathLike, *, title: 
       the lines of `figure3.jsonl`.
     path: where the PNG is written (atomically).
     title: a line above the panels.
-    ylim: the y range; None fits it to the data.
+    ylim: the y range of every panel; None fits one shared range to all the data.
   """
   records = [r for r in records if "test_log_likelihood" in r and r.get("samples_seen", 0) > 0]
   if not records:
@@ -111,6 +111,10 @@ def save_marginal_likelihood_curves(records, path: str | os.PathLike, *, title: 
   sizes = sorted({r["num_train"] for r in records})
   methods = sorted({r["method"] for r in records},
                    key=lambda m: list(_METHOD_STYLES).index(m) if m in _METHOD_STYLES else 99)
+  if ylim is None:
+    values = [r[k] for r in records for k in ("train_log_likelihood", "test_log_likelihood")]
+    margin = 0.04 * (max(values) - min(values) or 1.0)
+    ylim = (min(values) - margin, max(values) + margin)
   fig = Figure(figsize=(5.2 * len(sizes), 4.2))
   for i, size in enumerate(sizes):
     ax = fig.add_subplot(1, len(sizes), i + 1)
@@ -126,12 +130,11 @@ def save_marginal_likelihood_curves(records, path: str | os.PathLike, *, title: 
     ax.set_xscale("log")
     ax.set_title(f"MNIST, Ntrain = {size:,}")
     ax.set_xlabel("# training samples evaluated")
-    if ylim is not None:
-      ax.set_ylim(*ylim)
+    ax.set_ylim(*ylim)
     ax.grid(alpha=0.3, which="both")
     if i == 0:
       ax.set_ylabel("marginal log-likelihood per datapoint (nats)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")  # Curves rise to the right: that corner stays free.
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()

@@ -22,7 +22,8 @@ def main(argv):
   r = experiment.evaluate_checkpoint(FLAGS.config, FLAGS.workdir,
                                     num_test_examples=FLAGS.num_test_examples)
   print(f"step {r['step']} (epoch {r['epoch']}), {r['test_examples']} test examples: test ELBO "
-        f"{r['test_elbo']:.2f} +- {r['test_elbo_stderr']:.2f} nats; test log-likelihood (IWAE-{r['test_iwae_k']}) "
+        f"{r['test_elbo']:.2f} +- {r['test_elbo_stderr']:.2f} nats; test log-likelihood "
+        f"(IWAE-{r['test_iwae_k']}) "
         f"{r['test_log_likelihood']:.2f} +- {r['test_log_likelihood_stderr']:.2f} nats "
         f"({r['eval_seconds']:.1f} s)")
 

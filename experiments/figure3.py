@@ -36,6 +36,7 @@ budget does not reach; with Ntrain = 50,000 each MCEM chain has moved only 6 tim
 0.90).
 """
 
+import functools
 import json
 import math
 import os
@@ -44,7 +45,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 import vaex
 from vaex import experiment
@@ -109,47 +110,18 @@ def decoder_params(params):
 def make_evaluator(model, num_samples: int, num_warmup: int):
   """`evaluate(params, key, x) -> [batch]` HMC log-likelihood estimates, compiled once.
 
-  `vaex.hmc_log_likelihood` compiles once per `decode` object, and a decoder with new parameters is
-  a new object (about 20 s of compilation per evaluation on a busy CPU). Here the parameters are an
-  argument of one jitted function that runs the estimator's compiled core (with the public
-  function's defaults: step size 0.1, target acceptance 0.9, covariance scale 1), so every
-  evaluation reuses one program; the public function's finiteness check is repeated afterwards. If
-  that private core's signature has changed, this falls back to the public function (and warns).
-  tests/figure3_test.py checks that both give the same estimates.
+  The decoder goes to `vaex.hmc_log_likelihood` as `jax.tree_util.Partial(apply_decode, params)`
+  with one `apply_decode` object, so the parameters are traced arguments and every evaluation along
+  training reuses one compiled program (a fresh closure per evaluation would compile again, about
+  20 s each on a busy CPU). The public function checks that every estimate is finite.
   """
-  from vaex._src import hmc_marginal_likelihood as hmc_ml
-
-  @jax.jit
-  def core(params, key, x):
-    _, decode = vaex.encoder_decoder(model, params)
-    return hmc_ml._hmc_log_likelihood(  # noqa: SLF001
-        key=key, x=x, initial_position=jnp.zeros((x.shape[0], LATENT_DIM), x.dtype),
-        step_size=jnp.asarray(0.1, x.dtype), target_acceptance=jnp.asarray(0.9, x.dtype),
-        covariance_scale=jnp.asarray(1.0, x.dtype), decode=hmc_ml._ById(decode),  # noqa: SLF001
-        log_likelihood=hmc_ml._ById(model.log_likelihood), num_samples=num_samples,  # noqa: SLF001
-        num_warmup=num_warmup, num_leapfrog_steps=10)
-
-  def public(params, key, x):
-    return vaex.hmc_log_likelihood(key, x, vaex.encoder_decoder(model, params)[1],
-                                   latent_dim=LATENT_DIM, log_likelihood=model.log_likelihood,
-                                   num_samples=num_samples, num_warmup=num_warmup)
-
-  fast = [True]
+  apply_decode = functools.partial(model.apply, method=vaex.VAE.decode)
 
   def evaluate(params, key, x):
-    if fast[0]:
-      try:
-        values = np.asarray(core(params, key, x))
-      except (TypeError, AttributeError) as e:
-        logging.warning("figure3: the estimator's compiled core changed (%s); using "
-                        "vaex.hmc_log_likelihood, which compiles once per evaluation.", e)
-        fast[0] = False
-    if not fast[0]:
-      values = np.asarray(public(params, key, x))
-    if not np.all(np.isfinite(values)):
-      raise FloatingPointError(f"HMC log-likelihood estimate non-finite for points "
-                               f"{np.flatnonzero(~np.isfinite(values))[:20].tolist()}.")
-    return values
+    decode = jax.tree_util.Partial(apply_decode, params)
+    return np.asarray(vaex.hmc_log_likelihood(
+        key, x, decode, latent_dim=LATENT_DIM, log_likelihood=model.log_likelihood,
+        num_samples=num_samples, num_warmup=num_warmup))
 
   return evaluate
 

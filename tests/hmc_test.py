@@ -6,6 +6,7 @@ log p(x) = log N(x; b, W W^T + s^2 I) is known in closed form; a 2-D latent Bern
 log p(x) is integrated on a float64 grid.
 """
 
+import functools
 import math
 
 import jax
@@ -288,3 +289,25 @@ def test_estimator_bad_inputs(kwargs, error, match):
   args.update(kwargs)
   with pytest.raises(error, match=match):
     vaex.hmc_log_likelihood(**args)
+
+
+def test_a_partial_decoder_reuses_the_compiled_estimator_for_new_parameters():
+  from vaex._src import hmc_marginal_likelihood
+
+  model = vaex.VAE(vaex.MLPEncoder(2, (8,)), vaex.BernoulliMLPDecoder(16, (8,)))
+  apply_decode = functools.partial(model.apply, method=vaex.VAE.decode)
+  x = jnp.asarray((np.random.default_rng(0).uniform(size=(3, 16)) < 0.3).astype(np.float32))
+  key = jax.random.key(1)
+  kwargs = dict(latent_dim=2, num_samples=8, num_warmup=4)
+  estimates = []
+  for seed in (0, 1, 2):
+    params = model.init(jax.random.key(seed), x)
+    estimates.append(vaex.hmc_log_likelihood(
+        key, x, jax.tree_util.Partial(apply_decode, params), **kwargs))
+    if seed == 0:
+      compiled = hmc_marginal_likelihood._hmc_log_likelihood._cache_size()
+  assert hmc_marginal_likelihood._hmc_log_likelihood._cache_size() == compiled  # No recompilation.
+  closure = vaex.encoder_decoder(model, model.init(jax.random.key(2), x))[1]
+  np.testing.assert_allclose(estimates[-1], vaex.hmc_log_likelihood(key, x, closure, **kwargs),
+                             rtol=1e-3)
+  assert not np.allclose(estimates[0], estimates[1])  # The new parameters were used.

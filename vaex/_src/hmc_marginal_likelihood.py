@@ -45,11 +45,8 @@ _RIDGE = 1e-3
 
 
 class _ById:
-  """Wraps a callable so that `jax.jit` can take it as a static argument, compared by identity.
-
-  Calling again with the same decoder object (e.g. one `functools.partial(model.apply, params)` for
-  a whole test set) reuses the compiled program; a new object compiles again.
-  """
+  """Wraps a callable (the log-likelihood) so that `jax.jit` can take it as a static argument,
+  compared by identity: the same function object reuses the compiled program."""
 
   def __init__(self, fn: Any):
     self.fn = fn
@@ -59,6 +56,13 @@ class _ById:
 
   def __eq__(self, other: object) -> bool:
     return isinstance(other, _ById) and other.fn is self.fn
+
+
+def _as_partial(decode: bounds.Decoder) -> jax.tree_util.Partial:
+  """`decode` as a pytree for `jax.jit`: a `jax.tree_util.Partial`'s bound arguments (e.g. the
+  parameters) are traced, so new values reuse the compiled program; any other callable is static
+  and compared as Python compares it (a new closure compiles again)."""
+  return decode if isinstance(decode, jax.tree_util.Partial) else jax.tree_util.Partial(decode)
 
 
 def _gaussian_fit_log_prob(fit: jax.Array, z: jax.Array, covariance_scale: jax.Array) -> jax.Array:
@@ -83,7 +87,7 @@ def _gaussian_fit_log_prob(fit: jax.Array, z: jax.Array, covariance_scale: jax.A
 
 @functools.partial(
     jax.jit,
-    static_argnames=("decode", "log_likelihood", "num_samples", "num_warmup", "num_leapfrog_steps"),
+    static_argnames=("log_likelihood", "num_samples", "num_warmup", "num_leapfrog_steps"),
 )
 def _hmc_log_likelihood(
     key: jax.Array,
@@ -92,8 +96,8 @@ def _hmc_log_likelihood(
     step_size: jax.Array,
     target_acceptance: jax.Array,
     covariance_scale: jax.Array,
+    decode: jax.tree_util.Partial,
     *,
-    decode: _ById,
     log_likelihood: _ById,
     num_samples: int,
     num_warmup: int,
@@ -103,7 +107,7 @@ def _hmc_log_likelihood(
 
   def one_datapoint(key, x_i, z0):
     def log_joint(z):  # log p(z) + log p(x|z): [dim_z] -> [].
-      return densities.standard_normal_log_prob(z) + log_likelihood.fn(x_i[None], decode.fn(z[None]))[0]
+      return densities.standard_normal_log_prob(z) + log_likelihood.fn(x_i[None], decode(z[None]))[0]
 
     chain = hmc.hmc_sample(
         key, log_joint, z0, num_samples=2 * num_samples, num_warmup=num_warmup,
@@ -112,7 +116,7 @@ def _hmc_log_likelihood(
     )
     fit, fresh = chain.samples[:num_samples], chain.samples[num_samples:]
     x_rep = jnp.broadcast_to(x_i[None], (num_samples, x_i.shape[-1]))
-    log_p = densities.standard_normal_log_prob(fresh) + log_likelihood.fn(x_rep, decode.fn(fresh))
+    log_p = densities.standard_normal_log_prob(fresh) + log_likelihood.fn(x_rep, decode(fresh))
     # log q(z_l) - log p(x, z_l): [L].
     log_ratio = _gaussian_fit_log_prob(fit, fresh, covariance_scale) - log_p
     return math.log(num_samples) - jax.nn.logsumexp(log_ratio)
@@ -165,8 +169,11 @@ def hmc_log_likelihood(
 
   The whole batch runs in one compiled call (a `jax.vmap` over datapoints, each chain with its own
   tuned step size); calling again with the same `decode` and `log_likelihood` objects and shapes
-  reuses the compiled program. This is a host-side wrapper: it checks its inputs, and afterwards
-  fetches the `[batch]` result once to check it is finite, so it cannot itself be jitted.
+  reuses the compiled program. To evaluate many parameter values (e.g. along training) without
+  recompiling, pass `decode=jax.tree_util.Partial(apply_decode, params)` with one `apply_decode`
+  object, e.g. `functools.partial(model.apply, method=vaex.VAE.decode)`: the parameters are then
+  traced arguments of the compiled program. This is a host-side wrapper: it checks its inputs, and
+  afterwards fetches the `[batch]` result once to check it is finite, so it cannot itself be jitted.
 
   Args:
     key: a `jax.random.key`.
@@ -255,8 +262,8 @@ def hmc_log_likelihood(
   log_px = _hmc_log_likelihood(
       key, jnp.asarray(x), initial_position,
       jnp.asarray(step_size, x.dtype), jnp.asarray(target_acceptance, x.dtype),
-      jnp.asarray(covariance_scale, x.dtype),
-      decode=_ById(decode), log_likelihood=_ById(log_likelihood), num_samples=num_samples,
+      jnp.asarray(covariance_scale, x.dtype), _as_partial(decode),
+      log_likelihood=_ById(log_likelihood), num_samples=num_samples,
       num_warmup=num_warmup, num_leapfrog_steps=num_leapfrog_steps,
   )
   bad = np.flatnonzero(~np.isfinite(np.asarray(log_px)))

@@ -11,8 +11,8 @@ from absl import app, flags
 
 from vaex import experiment
 
-flags.DEFINE_integer("num_test_examples", 0, "Evaluate the first n test examples only (a quick "
-                     "look at a run in progress); 0, the protocol: the whole test split.")
+flags.DEFINE_integer("num_test_examples", 0, "Evaluate a fixed random subset of n test examples "
+                     "(a quick look at a run in progress); 0, the protocol: the whole test split.")
 
 
 def main(argv):

@@ -79,16 +79,26 @@ def check_event_size(x: Any, x_name: str, params: Any, params_name: str) -> None
     )
 
 
-def check_positive_int(value: Any, name: str) -> int:
-  """Returns `value` as an int, or raises TypeError/ValueError unless it is an integer >= 1."""
+def check_int(value: Any, name: str, *, minimum: int, example: int, fix: str) -> int:
+  """Returns `value` as an int, or raises TypeError/ValueError unless it is an integer >= `minimum`.
+
+  The value fixes a shape or a loop length, so it must be a static Python int, not a traced array.
+  `example` goes into the TypeError's suggestion (`name=example`); `fix` ends the ValueError.
+  """
   if isinstance(value, bool) or not isinstance(value, numbers.Integral):
     raise TypeError(
-        f"`{name}` must be a Python int >= 1 (it fixes array shapes, so it cannot be traced); "
-        f"got {_describe(value)}. Pass a literal or a static value, e.g. `{name}=5`."
+        f"`{name}` must be a Python int >= {minimum} (it fixes array shapes or loop lengths, so it "
+        f"cannot be traced); got {_describe(value)}. Pass a literal or a static value, "
+        f"e.g. `{name}={example}`."
     )
-  if value < 1:
-    raise ValueError(f"`{name}` must be >= 1; got {value}. Use at least one sample.")
+  if value < minimum:
+    raise ValueError(f"`{name}` must be >= {minimum}; got {value}. {fix}")
   return int(value)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+  """Returns `value` as an int, or raises TypeError/ValueError unless it is an integer >= 1."""
+  return check_int(value, name, minimum=1, example=5, fix="Use at least one sample.")
 
 
 def check_key(key: Any, name: str = "key") -> None:

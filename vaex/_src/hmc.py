@@ -102,7 +102,7 @@ def _check_position(position: Any, name: str) -> None:
     )
 
 
-def _check_step_size(step_size: Any, name: str = "step_size") -> None:
+def check_step_size(step_size: Any, name: str = "step_size") -> None:
   """Checks a concrete step size on the host; a traced one (under jit/vmap) is the caller's job."""
   if isinstance(step_size, bool):
     raise TypeError(f"`{name}` must be a positive float; got {step_size!r}. Pass e.g. `{name}=0.1`.")
@@ -124,18 +124,13 @@ def _check_step_size(step_size: Any, name: str = "step_size") -> None:
     )
 
 
-def _check_nonnegative_int(value: Any, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-    raise TypeError(
-        f"`{name}` must be a Python int >= 0 (it fixes a loop length, so it cannot be traced); "
-        f"got {checks._describe(value)}. Pass a literal, e.g. `{name}=500`."  # noqa: SLF001
-    )
-  if value < 0:
-    raise ValueError(f"`{name}` must be >= 0; got {value}. Pass 0 to skip the warmup.")
-  return int(value)
+def check_num_warmup(value: Any) -> int:
+  """Returns `num_warmup` as an int, or raises unless it is a static Python int >= 0."""
+  return checks.check_int(value, "num_warmup", minimum=0, example=500,
+                          fix="Pass 0 to skip the warmup.")
 
 
-def _check_target_acceptance(target_acceptance: Any) -> None:
+def check_target_acceptance(target_acceptance: Any) -> None:
   if isinstance(target_acceptance, jax.core.Tracer):
     return
   if isinstance(target_acceptance, bool) or not (
@@ -281,7 +276,7 @@ def hmc_step(
   """
   checks.check_key(key)
   _check_position(state.position, "state.position")
-  _check_step_size(step_size)
+  check_step_size(step_size)
   num_leapfrog_steps = checks.check_positive_int(num_leapfrog_steps, "num_leapfrog_steps")
   step_size_jitter = _check_jitter(step_size_jitter)
   return _transition(key, state, log_prob_fn, step_size, num_leapfrog_steps, step_size_jitter)
@@ -328,10 +323,10 @@ def hmc_sample(
   checks.check_key(key)
   _check_position(initial_position, "initial_position")
   num_samples = checks.check_positive_int(num_samples, "num_samples")
-  num_warmup = _check_nonnegative_int(num_warmup, "num_warmup")
+  num_warmup = check_num_warmup(num_warmup)
   num_leapfrog_steps = checks.check_positive_int(num_leapfrog_steps, "num_leapfrog_steps")
-  _check_step_size(step_size)
-  _check_target_acceptance(target_acceptance)
+  check_step_size(step_size)
+  check_target_acceptance(target_acceptance)
   step_size_jitter = _check_jitter(step_size_jitter)
 
   dtype = initial_position.dtype

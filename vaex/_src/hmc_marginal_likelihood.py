@@ -205,7 +205,7 @@ def hmc_log_likelihood(
   checks.check_rank(x, "x", 2, "[batch, dim_x]")
   if x.shape[0] == 0:
     raise ValueError(
-        f"`x` is an empty batch: got {checks._describe(x)}. Pass at least one datapoint."  # noqa: SLF001
+        f"`x` is an empty batch: got {checks._describe(x)}. Pass at least one datapoint."
     )
   checks.check_finite(x, "x")
   if not callable(decode):
@@ -225,10 +225,10 @@ def hmc_log_likelihood(
         f"`num_samples` must be >= 2 (q's covariance is fitted to them); got {num_samples}. "
         "Use hundreds, e.g. the default `num_samples=1000`."
     )
-  num_warmup = hmc._check_nonnegative_int(num_warmup, "num_warmup")  # noqa: SLF001
+  num_warmup = hmc.check_num_warmup(num_warmup)
   num_leapfrog_steps = checks.check_positive_int(num_leapfrog_steps, "num_leapfrog_steps")
-  hmc._check_step_size(step_size)  # noqa: SLF001
-  hmc._check_target_acceptance(target_acceptance)  # noqa: SLF001
+  hmc.check_step_size(step_size)
+  hmc.check_target_acceptance(target_acceptance)
   if isinstance(covariance_scale, bool) or not isinstance(covariance_scale, numbers.Real):
     raise TypeError(
         f"`covariance_scale` must be a Python float in (0, 1]; got {covariance_scale!r}. "
@@ -248,7 +248,7 @@ def hmc_log_likelihood(
     if initial_position.shape[0] != x.shape[0]:
       raise ValueError(
           f"`initial_position` must have one row per datapoint: x has {x.shape[0]} but got "
-          f"{checks._describe(initial_position)}. Pass `[batch, latent_dim]` starts, or None."  # noqa: SLF001
+          f"{checks._describe(initial_position)}. Pass `[batch, latent_dim]` starts, or None."
       )
     if initial_position.shape[1] != latent_dim:
       raise ValueError(

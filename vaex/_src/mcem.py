@@ -139,7 +139,7 @@ def make_mcem_step(
     key: a `jax.random.key` for this step, e.g. `fold_in(run_key, step)`.
   `metrics` (scalars): `log_likelihood` and `log_joint` (mean log p(x|z) and log p(x, z) at the
   new samples, before the M-step), `loss` (the first M-step's loss), `acceptance` (mean acceptance
-  probability of the transitions), `step_size` (mean adapted step size of the batch), `grad_norm`.
+  probability of the transitions), `step_size` (mean adapted step size of the batch).
 
   Step-size adaptation: after each transition, `step_size *= exp(adaptation_rate * (a - target))`
   with `a` the transition's acceptance probability, clipped to `step_size_range`. Its fixed point
@@ -229,10 +229,9 @@ def make_mcem_step(
       params, opt_state = carry
       (loss, mean_ll), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
       updates, opt_state = optimizer.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), (loss, mean_ll,
-                                                                 optax.tree.norm(grads))
+      return (optax.apply_updates(params, updates), opt_state), (loss, mean_ll)
 
-    (params, opt_state), (losses, lls, grad_norms) = jax.lax.scan(
+    (params, opt_state), (losses, lls) = jax.lax.scan(
         m_step, (state.params, state.opt_state), None, length=num_gradient_steps)
     new_state = state.replace(
         params=params,
@@ -244,7 +243,6 @@ def make_mcem_step(
     metrics = {
         "log_likelihood": lls[0], "log_joint": jnp.mean(log_probs), "loss": losses[0],
         "acceptance": jnp.mean(accepts), "step_size": jnp.mean(step_size),
-        "grad_norm": grad_norms[0],
     }
     return new_state, metrics
 

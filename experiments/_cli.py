@@ -4,6 +4,7 @@ convention)."""
 import logging as std_logging
 import os
 
+import jax
 import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
@@ -21,6 +22,13 @@ flags.DEFINE_string("coordinator_address", None,
 flags.DEFINE_integer("num_processes", None, "Number of processes (default: $JAX_NUM_PROCESSES).")
 flags.DEFINE_integer("process_id", None, "This process's index (default: $JAX_PROCESS_ID).")
 flags.DEFINE_integer("distributed_timeout", 60, "Seconds to wait for the coordinator.")
+flags.DEFINE_string(
+    "compilation_cache_dir",
+    os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join("~", ".cache", "vaex", "jax"),
+    "JAX's persistent compilation cache: a rerun, a resume, or evaluate/sample/manifold after train "
+    "loads the compiled programs from here instead of compiling them again (~3 s -> ~0.4 s for "
+    "the MNIST epoch function). Default: $JAX_COMPILATION_CACHE_DIR, else ~/.cache/vaex/jax; "
+    "'' turns it off.")
 
 
 class _QuietOrbax(std_logging.Filter):
@@ -31,9 +39,14 @@ class _QuietOrbax(std_logging.Filter):
 
 
 def setup() -> None:
-  """Logging, and `jax.distributed` when a multi-process run is asked for (flags or environment)."""
+  """Logging, the compilation cache, and `jax.distributed` when a multi-process run is asked for
+  (flags or environment)."""
   logging.set_verbosity(logging.INFO)
   std_logging.getLogger("absl").addFilter(_QuietOrbax())
+  if FLAGS.compilation_cache_dir:
+    # JAX keys each entry on the program, the jax/XLA versions, the devices and the flags, so a
+    # stale entry is never used; only programs that took >= 1 s to compile are stored (JAX default).
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(FLAGS.compilation_cache_dir))
   if FLAGS.coordinator_address or FLAGS.num_processes or os.environ.get("JAX_COORDINATOR_ADDRESS"):
     from vaex._src import sharding
 

@@ -5,8 +5,15 @@ import os
 # Must be set before jax initializes its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Experiment scripts run as subprocesses use a persistent compilation cache (default
+# ~/.cache/vaex/jax); tests keep theirs in a temporary directory. Set after jax is imported, so this
+# process itself does not cache (jax reads the variable at import).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="vaex_test_jax_cache_"))
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -183,11 +183,14 @@ def _run(script, *args, env_extra=None):
 
 
 def test_command_lines_train_evaluate_and_sample(tmp_path):
+  cache = tmp_path / "jax_cache"
   common = ["--config=experiments/configs/smoke.py", f"--workdir={tmp_path}",
-            f"--config.data_dir={DATA_DIR}", "--config.num_epochs=1"]
-  out = _run("train.py", *common)
+            f"--config.data_dir={DATA_DIR}", "--config.num_epochs=1", f"--compilation_cache_dir={cache}"]
+  # Cache every program, however fast it compiled, so that the smoke model's programs land in it.
+  out = _run("train.py", *common, env_extra={"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"})
   assert out.returncode == 0, out.stderr[-3000:]
   assert "test ELBO" in out.stdout
+  assert any(cache.iterdir()), "train.py stored no compiled program in --compilation_cache_dir"
   out = _run("evaluate.py", *common)
   assert out.returncode == 0, out.stderr[-3000:]
   assert "IWAE-16" in out.stdout

@@ -54,6 +54,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -389,8 +390,6 @@ def warm_cache_compile(setup: Setup, repeats: int) -> list[float]:
   default `--compilation_cache_dir`). Runs after all other timing: it turns the cache on for the
   rest of the process, in a new temporary directory that the first (untimed) compile fills.
   """
-  import tempfile
-
   jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="vaex_bench_jax_cache_"))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   state = new_state(0, setup.model, setup.optimizer)

@@ -205,7 +205,7 @@ def hmc_log_likelihood(
   checks.check_rank(x, "x", 2, "[batch, dim_x]")
   if x.shape[0] == 0:
     raise ValueError(
-        f"`x` is an empty batch: got {checks._describe(x)}. Pass at least one datapoint."
+        f"`x` is an empty batch: got {checks._describe(x)}. Pass at least one datapoint."  # noqa: SLF001
     )
   checks.check_finite(x, "x")
   if not callable(decode):

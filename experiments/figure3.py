@@ -50,7 +50,7 @@ from absl import app, flags
 import vaex
 from vaex import experiment
 from vaex._src import training, wake_sleep
-from vaex._src.experiment import build_optimizer
+from vaex._src.builders import build_optimizer
 
 flags.DEFINE_string("workdir", None, "Directory for figure3.jsonl and figure3.png.", required=True)
 flags.DEFINE_string("data_dir", None, "Directory with binarized_mnist_*.amat[.gz].")

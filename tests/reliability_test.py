@@ -35,8 +35,8 @@ import pytest
 import vaex
 import vaex.data
 from vaex import experiment
-from vaex._src import checkpointing, training
-from vaex._src import experiment as experiment_lib
+from vaex._src import builders, checkpointing, training
+from vaex._src import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("VAEX_DATA_DIR") or ROOT.parent / "shared" / "data")
@@ -231,8 +231,8 @@ def _full_disk_workdir(tmp: Path) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
 
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr(experiment_lib, "_write_atomically", no_space)
-    experiment_lib.prepare_workdir(_smoke(), str(tmp / "run"))
+    mp.setattr(workdir_lib, "_write_atomically", no_space)
+    workdir_lib.prepare_workdir(_smoke(), str(tmp / "run"))
 
 
 def _x_size_vs_model(tmp: Path) -> None:
@@ -524,7 +524,7 @@ def test_stop_on_non_finite_names_the_step_and_the_last_good_checkpoint(trained_
   assert _steps(workdir / "checkpoints") == [5, 10]
   model = experiment.build_model(diverging)
   template = training.create_train_state(
-      jax.random.key(0), model, experiment_lib.build_optimizer(diverging, 10), 784)
+      jax.random.key(0), model, builders.build_optimizer(diverging, 10), 784)
   checkpointer = checkpointing.Checkpointer(workdir / "checkpoints")
   try:
     for step in _steps(workdir / "checkpoints"):
@@ -538,7 +538,7 @@ def test_skip_on_non_finite_drops_the_update_and_keeps_counting_steps():
   config = _smoke(dataset="mnist5k_grayscale", likelihood="gaussian", input_transform="intensity",
                   on_non_finite="skip", max_consecutive_non_finite=2)
   experiment.validate_config(config)
-  optimizer = experiment_lib.build_optimizer(config, steps_per_epoch=10)
+  optimizer = builders.build_optimizer(config, steps_per_epoch=10)
   model, params = _tiny_vae(vaex.GaussianMLPDecoder)  # The config's model, smaller.
   state = training.TrainState(params=params, opt_state=jax.jit(optimizer.init)(params),
                               step=jnp.zeros((), jnp.int32), key=jax.random.key(1))

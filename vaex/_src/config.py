@@ -1,0 +1,159 @@
+"""The config of an experiment: every key with its default, the IWAE benchmark protocol, and checks.
+
+`validate_config` runs before anything is loaded or written and raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import ml_collections
+
+from vaex._src import training
+from vaex._src import vae as vae_lib
+
+DATASETS = ("binarized_mnist", "mnist5k_grayscale")
+LIKELIHOODS = ("bernoulli", "gaussian")
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
+SCHEDULES = ("constant", "iwae")
+# Keys that may change between a run and its resumption (extend a run, move its data).
+RESUMABLE_CHANGES = ("num_epochs", "data_dir", "num_devices", "data_placement")
+
+
+class ConfigError(ValueError):
+  """A config value is invalid; the message names the key and the fix."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key a config may set, with defaults: Adam on statically binarized MNIST, the paper's MLP."""
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = "binarized_mnist"
+  c.data_dir = ml_collections.config_dict.placeholder(str)  # None: $VAEX_DATA_DIR, then tfds' default.
+  c.input_transform = "binary"  # "binary" | "intensity" | "dynamic_binarization".
+  c.num_train_examples = 0  # Use the first n training examples; 0 uses all.
+  # Model.
+  c.likelihood = "bernoulli"  # "bernoulli" | "gaussian".
+  c.latent_dim = 20
+  c.hidden_sizes = (500,)
+  c.activation = "tanh"
+  c.paper_init = False  # N(0, 0.01^2) weights and biases, as in the paper.
+  c.min_variance = 1e-3  # Gaussian decoder variance floor.
+  # Objective.
+  c.algorithm = "aevb"  # "aevb" | "wake_sleep" (the paper's baseline; reports the ELBO).
+  c.estimator = "B"  # "A" | "B" | "iwae".
+  c.num_samples = 1  # L (or k for "iwae").
+  c.prior_precision = 0.0  # N(0, I / precision) prior on the parameters (weight decay); 0: none.
+  # Optimizer.
+  c.optimizer = "adam"  # "adam" | "adagrad" | "sgd".
+  c.learning_rate = 1e-3
+  c.lr_schedule = "constant"  # "constant" | "iwae" (3^i epochs at lr * 10^(-i/7), i = 0..7).
+  c.grad_clip_norm = ml_collections.config_dict.placeholder(float)
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-8
+  c.adagrad_initial_accumulator = 0.1
+  c.on_non_finite = "stop"  # "stop": halt at a non-finite bound/gradient; "skip": drop that update.
+  c.max_consecutive_non_finite = 20  # With "skip": give up after this many non-finite steps in a row.
+  # Loop.
+  c.batch_size = 100
+  c.num_epochs = 10
+  c.steps_per_call = 0  # Updates per compiled call; 0: a whole epoch.
+  c.seed = 0
+  # Devices: data parallelism over a jax.sharding.Mesh (batch sharded, parameters replicated).
+  c.num_devices = 0  # 0: every device of every process; 1: a mesh of one.
+  c.data_placement = "device"  # "device": data set on the devices, epochs in lax.scan;
+  # "host": per-step path, each process loads only its rows of every global batch.
+  # Evaluation and artifacts.
+  c.eval_every_epochs = 1
+  c.eval_batch_size = 1000
+  c.eval_iwae_samples = 5000  # k of the IWAE-k log-likelihood estimate in evaluate.py.
+  c.checkpoint_every_epochs = 1
+  c.keep_checkpoints = 3
+  c.num_sample_images = 100
+  return c
+
+
+def iwae_protocol_config(num_samples: int) -> ml_collections.ConfigDict:
+  """The static-MNIST benchmark protocol of Burda et al. (2015): 784-200-200-50 tanh networks, Adam
+  (beta2 0.999, eps 1e-4), 3^i passes at 1e-3 * 10^(-i/7) for i = 0..7 (3,280 passes), minibatch 20,
+  test log-likelihood by IWAE-5000. `num_samples` = 1 trains the VAE (estimator B), k > 1 the IWAE."""
+  c = default_config()
+  c.latent_dim = 50
+  c.hidden_sizes = (200, 200)
+  c.activation = "tanh"
+  c.estimator = "B" if num_samples == 1 else "iwae"
+  c.num_samples = num_samples
+  c.optimizer = "adam"
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-4
+  c.learning_rate = 1e-3
+  c.lr_schedule = "iwae"
+  c.num_epochs = 3280
+  c.batch_size = 20
+  c.eval_iwae_samples = 5000
+  c.checkpoint_every_epochs = 10
+  c.eval_every_epochs = 10
+  return c
+
+
+def fail(key: str, message: str) -> None:
+  """Raises `ConfigError` for `config.<key>`: `message` says what was wrong and the fix."""
+  raise ConfigError(f"config.{key}: {message}")
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks every value before anything is loaded or written; raises ConfigError naming the key."""
+  unknown = sorted(set(config.keys()) - set(default_config().keys()))
+  if unknown:
+    fail(unknown[0], f"unknown key(s) {unknown}; the known keys are those of "
+         "vaex.experiment.default_config(). Check the spelling.")
+
+  def choice(key, allowed):
+    if config[key] not in allowed:
+      fail(key, f"must be one of {tuple(allowed)}; got {config[key]!r}.")
+
+  def positive_int(key, allow_zero=False):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+      fail(key, f"must be an int >= {0 if allow_zero else 1}; got {value!r}.")
+
+  def positive_float(key, allow_zero=False):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
+      fail(key, f"must be a finite number {'>= 0' if allow_zero else '> 0'}; got {value!r}.")
+
+  choice("dataset", DATASETS)
+  choice("likelihood", LIKELIHOODS)
+  choice("input_transform", training.INPUT_TRANSFORMS)
+  choice("activation", ACTIVATIONS)
+  choice("estimator", vae_lib.ESTIMATORS)
+  choice("optimizer", training.OPTIMIZERS)
+  choice("lr_schedule", SCHEDULES)
+  choice("on_non_finite", ("stop", "skip"))
+  choice("algorithm", ("aevb", "wake_sleep"))
+  choice("data_placement", ("device", "host"))
+  for key in ("latent_dim", "num_samples", "batch_size", "num_epochs", "eval_every_epochs",
+              "eval_batch_size", "eval_iwae_samples", "checkpoint_every_epochs", "keep_checkpoints",
+              "max_consecutive_non_finite"):
+    positive_int(key)
+  for key in ("num_train_examples", "steps_per_call", "num_sample_images", "seed", "num_devices"):
+    positive_int(key, allow_zero=True)
+  for key in ("learning_rate", "min_variance", "adam_eps", "adagrad_initial_accumulator"):
+    positive_float(key)
+  positive_float("prior_precision", allow_zero=True)
+  if config.grad_clip_norm is not None:
+    positive_float("grad_clip_norm")
+  if not 0 < config.adam_b2 < 1:
+    fail("adam_b2", f"must be in (0, 1); got {config.adam_b2!r}.")
+  if not config.hidden_sizes or any(
+      isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in config.hidden_sizes):
+    fail("hidden_sizes", f"must be a non-empty tuple of ints >= 1; got {config.hidden_sizes!r}.")
+  if config.likelihood == "bernoulli" and config.input_transform == "intensity":
+    fail("input_transform", "a Bernoulli likelihood needs binary inputs: use 'binary' for binary "
+         "data or 'dynamic_binarization' for intensities, or set likelihood='gaussian'.")
+  if config.likelihood == "gaussian" and config.input_transform != "intensity":
+    fail("input_transform", "a Gaussian likelihood models intensities: set it to 'intensity'.")
+  if config.dataset == "binarized_mnist" and config.input_transform != "binary":
+    fail("input_transform", "binarized_mnist is already binary: use 'binary'.")

@@ -29,3 +29,10 @@ def variant(request):
 @pytest.fixture
 def key():
   return jax.random.key(0)
+
+
+@pytest.fixture
+def allow_rank_promotion():
+  """distrax broadcasts implicitly (sample shapes against parameters); its tests allow it."""
+  with jax.numpy_rank_promotion("allow"):
+    yield

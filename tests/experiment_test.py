@@ -226,3 +226,53 @@ def test_command_line_refuses_an_unknown_config_key(tmp_path):
 def test_wake_sleep_algorithm_runs_from_the_config(tmp_path):
   result = experiment.train_and_evaluate(_smoke(num_epochs=1, algorithm="wake_sleep"), str(tmp_path))
   assert np.isfinite(result["test_elbo"]) and result["test_elbo"] < 0
+
+
+# ----- gradient estimators and KL knobs from the config -----
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(gradient_estimator="stl"), "config.gradient_estimator: 'stl' .* estimator='A'"),
+        (dict(gradient_estimator="dreg", estimator="A"),
+         "config.gradient_estimator: 'dreg' .*estimator='iwae'"),
+        (dict(gradient_estimator="score"), "config.gradient_estimator: must be one of"),
+        (dict(kl_weight=-0.5), "config.kl_weight: must be a finite number >= 0"),
+        (dict(estimator="iwae", num_samples=5, kl_warmup_epochs=2),
+         "config.kl_warmup_epochs: .*IWAE"),
+        (dict(estimator="A", free_bits=0.5), "config.free_bits: .* estimator='B'"),
+        (dict(algorithm="wake_sleep", kl_weight=0.5), "config.kl_weight: applies to AEVB"),
+    ],
+)
+def test_estimator_and_kl_keys_that_do_not_fit_are_refused(tmp_path, overrides, match):
+  with pytest.raises(experiment.ConfigError, match=match):
+    experiment.train_and_evaluate(_smoke(**overrides), str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+
+
+def test_kl_warmup_is_logged_and_resumes_bitwise_mid_warmup(tmp_path):
+  """Warm-up over 3 epochs of 10 steps; resumed from step 14 (mid-warm-up, mid-epoch)."""
+  config = dict(num_epochs=2, steps_per_call=4, kl_warmup_epochs=3, kl_weight=0.8)
+  experiment.train_and_evaluate(_smoke(**config), str(tmp_path / "a"))
+  import shutil
+  for step in ("20", "18"):  # Resume from the mid-epoch checkpoint of step 14.
+    shutil.rmtree(tmp_path / "a" / "checkpoints" / step)
+  experiment.train_and_evaluate(_smoke(**config), str(tmp_path / "a"))
+  experiment.train_and_evaluate(_smoke(**config), str(tmp_path / "b"))
+  for x, y in zip(_params(tmp_path / "a", _smoke(**config))[0],
+                  _params(tmp_path / "b", _smoke(**config))[0]):
+    np.testing.assert_array_equal(x, y)
+  lines = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+  weights = {r["step"]: r["kl_weight"] for r in lines if "kl_weight" in r}
+  # The weight in force at the last update of each call: 0.8 * (step - 1) / 30.
+  for step, weight in weights.items():
+    assert weight == pytest.approx(0.8 * (step - 1) / 30, rel=1e-6), (step, weight)
+  assert all(r["train_kl"] > 0 for r in lines if "train_kl" in r)
+
+
+@pytest.mark.parametrize("overrides", [dict(gradient_estimator="stl", estimator="A"),
+                                       dict(gradient_estimator="dreg", estimator="iwae", num_samples=3),
+                                       dict(free_bits=0.25, kl_weight=2.0)])
+def test_estimator_and_kl_configs_train(tmp_path, overrides):
+  summary = experiment.train_and_evaluate(_smoke(num_epochs=1, **overrides), str(tmp_path))
+  assert np.isfinite(summary["test_elbo"]) and summary["test_elbo"] < 0

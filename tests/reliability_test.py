@@ -275,14 +275,14 @@ class Bad:
 
 CATALOGUE: list[Bad] = [
     # ----- public API: bounds, densities, reparameterization -----
-    Bad("x_rank3", "x of rank 3 ([2, 3, 10], unflattened images)", "vaex.elbo", ValueError,
-        lambda tmp: _elbo(x=np.ones((2, 3, 10), np.float32)),
-        ("`x`", "rank 2", "(2, 3, 10)"), ("x.reshape(x.shape[0], -1)",)),
+    Bad("x_rank3", "x of rank 3 ([2, 3, 10], unflattened images) into a dense encoder", "vaex.elbo",
+        ValueError, lambda tmp: _elbo(x=np.ones((2, 3, 10), np.float32)),
+        ("encode(x)", "[batch, dim_z]", "(2, 3, 10)"), ("x.reshape(x.shape[0], -1)",)),
     Bad("x_rank1", "x of rank 1 (one example without a batch axis)", "vaex.iwae_bound", ValueError,
         lambda tmp: _iwae(x=np.ones((10,), np.float32)), ("`x`", "rank 2"), ("x[None]",)),
     Bad("x_size_vs_decoder", "x with 12 features, decoder outputs 10", "vaex.elbo", ValueError,
         lambda tmp: _elbo(x=np.ones((3, 12), np.float32), dim_out=10),
-        ("decode(z)", "(3, 10)", "12 values per example"), ("output size must equal",)),
+        ("decode(z)", "(3, 10)", "(12,) values per example"), ("parameters for each row of z",)),
     Bad("x_size_vs_flax_model", "x with 100 features for a VAE built for 784", "vaex.bound",
         ValueError, _x_size_vs_model,
         ("`x`", "100", "784"), ("data_dim",)),

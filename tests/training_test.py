@@ -143,3 +143,40 @@ def test_bad_objective_settings():
     training.make_loss_fn(model, estimator="C")
   with pytest.raises(ValueError, match="`prior_precision` must be >= 0"):
     training.make_loss_fn(model, prior_precision=-1.0)
+
+
+# ----- KL weight schedule and free bits -----
+
+def test_kl_weight_rises_linearly_then_stays():
+  steps = jnp.array([0, 1, 50, 99, 100, 101, 10_000])
+  got = jax.vmap(lambda s: training.kl_weight_at(s, 0.5, 100))(steps)
+  np.testing.assert_allclose(got, [0.0, 0.005, 0.25, 0.495, 0.5, 0.5, 0.5], rtol=1e-6)
+  np.testing.assert_allclose(training.kl_weight_at(jnp.asarray(7), 0.5, 0), 0.5)
+
+
+def test_free_bits_clamp_the_batch_mean_kl_of_each_dimension():
+  # Two examples, three dimensions: batch means 0.1, 1.0 and 0.45.
+  kl = jnp.array([[0.0, 1.5, 0.4], [0.2, 0.5, 0.5]])
+  np.testing.assert_allclose(training.free_bits_kl(kl, 0.5), 0.5 + 1.0 + 0.5, rtol=1e-6)
+  np.testing.assert_allclose(training.free_bits_kl(kl, 0.0), 0.1 + 1.0 + 0.45, rtol=1e-6)
+  # Below the threshold a dimension's KL gets no gradient; above it the gradient is 1/batch.
+  grad = jax.grad(lambda k: training.free_bits_kl(k, 0.5))(kl)
+  np.testing.assert_allclose(grad, [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
+
+
+def test_loss_with_kl_knobs_reports_the_elbo_as_the_bound():
+  model = vaex.VAE(vaex.MLPEncoder(latent_dim=3, hidden_sizes=(8,)),
+                   vaex.BernoulliMLPDecoder(data_dim=10, hidden_sizes=(8,)))
+  x = (np.random.default_rng(0).uniform(size=(5, 10)) < 0.5).astype(np.float32)
+  params = model.init(jax.random.key(0), x)
+  key = jax.random.key(1)
+  plain = training.make_loss_fn(model)
+  for kwargs in (dict(kl_weight=0.3), dict(free_bits=0.2), dict(kl_warmup_steps=10)):
+    weighted = training.make_loss_fn(model, **kwargs)
+    _, metrics = weighted(params, key, x, *((jnp.asarray(4),) if weighted.takes_step else ()))
+    np.testing.assert_allclose(metrics["bound"], plain(params, key, x)[1]["bound"], rtol=1e-6)
+  _, metrics = training.make_loss_fn(model, kl_warmup_steps=10, kl_weight=2.0)(
+      params, key, x, jnp.asarray(4))
+  np.testing.assert_allclose(metrics["kl_weight"], 0.8, rtol=1e-6)
+  np.testing.assert_allclose(metrics["loss"], -(metrics["bound"] + metrics["kl"]) + 0.8 * metrics["kl"],
+                             rtol=1e-5)

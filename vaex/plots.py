@@ -6,7 +6,8 @@ from vaex._src.plots import (
     save_image_grid,
     save_latent_manifold,
     save_marginal_likelihood_curves,
+    save_snr_curves,
 )
 
 __all__ = ["image_grid", "latent_manifold_grid", "save_image_grid", "save_latent_manifold",
-           "save_marginal_likelihood_curves"]
+           "save_marginal_likelihood_curves", "save_snr_curves"]

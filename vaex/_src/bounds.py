@@ -1,97 +1,186 @@
 """Per-example variational bounds on log p(x): the SGVB estimators A and B, and the IWAE bound.
 
 Conventions shared by every bound here:
-  * `encode(x) -> (mean, log_var)`, each `[batch, dim_z]`, for `x: [batch, dim_x]`: a diagonal
-    Gaussian q(z|x).
-  * `decode(z) -> params` of p(x|z) for `z: [batch, dim_z]`: logits `[batch, dim_x]` for
-    `bernoulli_log_likelihood`, `(mean, log_var)` for `gaussian_log_likelihood`. The bounds `vmap` the
-    decoder over the sample axis, so a decoder only ever sees one batch.
-  * The prior is p(z) = N(0, I).
+  * `x: [batch, ...]`, floating, of any rank; everything is summed over the non-batch axes.
+  * `encode(x)` returns q(z|x): a pair `(mean, log_var)`, each `[batch, dim_z]` (a diagonal Gaussian,
+    natural-log variances; the fast path), or a distribution object with the distrax protocol
+    (`sample_and_log_prob(seed=, sample_shape=)`, `log_prob`), batch shape `[batch]`, event last.
+    See `vaex._src.posteriors`.
+  * `prior`: None is p(z) = N(0, I) (the fast path); otherwise any object with `log_prob(z)` over the
+    latent event, e.g. a `distrax.MixtureSameFamily`. See `vaex._src.priors`.
+  * `decode(z)` is called once on all L samples of all examples, `z: [L * batch, *event]`
+    (sample-major), and returns the parameters of p(x|z), scored by `log_likelihood(x, params)`
+    (logits for `vaex.bernoulli_log_likelihood`, `(mean, log_var)` for
+    `vaex.gaussian_log_likelihood`), or, with `log_likelihood=None`, a distribution whose
+    `log_prob(x)` is used. See `vaex._src.likelihoods`.
   * `encode`/`decode` are any JAX-traceable callables: `functools.partial(module.apply, params)`, a
-    bound method of a bound Flax module, or a closure over parameters being differentiated.
+    bound method of a bound Flax module, an NNX or equinox module, or a closure over parameters being
+    differentiated.
   * The result is one value per example, `[batch]`, in nats; the caller reduces.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from vaex._src import checks, densities
-from vaex._src.reparameterization import reparameterize
+from vaex._src import checks, densities, divergences, estimators, likelihoods, posteriors, priors
 
-Encoder = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+Encoder = Callable[[jax.Array], Any]
 Decoder = Callable[[jax.Array], Any]
-LogLikelihood = Callable[[jax.Array, Any], jax.Array]
+LogLikelihood = likelihoods.LogLikelihood
 
 
-def _encode(encode: Encoder, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Calls the encoder and checks that it returned a matching (mean, log_var) pair."""
-  out = encode(x)
-  if not isinstance(out, (tuple, list)) or len(out) != 2:
-    raise TypeError(
-        "`encode(x)` must return a pair (mean, log_var) of q(z|x)'s parameters; got "
-        f"{type(out).__name__}. Split a single output head with `jnp.split(h, 2, axis=-1)`."
-    )
-  mean, log_var = out
-  checks.check_floating(mean, "mean (encode(x)[0])")
-  checks.check_rank(mean, "mean (encode(x)[0])", 2, "[batch, dim_z]")
-  checks.check_same_shape(mean, "mean (encode(x)[0])", log_var, "log_var (encode(x)[1])")
-  if mean.shape[0] != x.shape[0]:
-    raise ValueError(
-        f"`encode(x)` must keep the batch size: x has {x.shape[0]} examples but the encoder "
-        f"returned mean of shape {tuple(mean.shape)}."
-    )
-  return mean, log_var
+class ELBOTerms(NamedTuple):
+  """The two terms of the ELBO, each `[batch]` in nats: `elbo = reconstruction - kl`.
+
+  Attributes:
+    reconstruction: 1/L sum_l log p(x|z_l), z_l ~ q(z|x).
+    kl: KL(q(z|x) || p(z)): in closed form for estimator B, or the Monte Carlo estimate
+      1/L sum_l [log q(z_l|x) - log p(z_l)] with the same samples for estimator A.
+  """
+
+  reconstruction: jax.Array
+  kl: jax.Array
 
 
-def _reconstruction_log_likelihood(
-    x: jax.Array, z: jax.Array, decode: Decoder, log_likelihood: LogLikelihood
-) -> jax.Array:
-  """log p(x|z_l) for each sample: `x: [batch, dim_x]`, `z: [L, batch, dim_z]` -> `[L, batch]`."""
-
-  def one_sample(z_l: jax.Array) -> jax.Array:
-    params = decode(z_l)
-    for leaf in jax.tree_util.tree_leaves(params):
-      if getattr(leaf, "shape", None) is None or leaf.shape[-1:] != x.shape[-1:]:
-        raise ValueError(
-            f"`decode(z)` returned parameters of shape {getattr(leaf, 'shape', None)} but x has "
-            f"{x.shape[-1]} values per example (x: {tuple(x.shape)}). The decoder's output size "
-            "must equal the data dimension dim_x."
-        )
-    return log_likelihood(x, params)
-
-  return jax.vmap(one_sample)(z)
-
-
-def _check_inputs(key: jax.Array, x: jax.Array, num_samples: int) -> int:
+def _check_inputs(key: jax.Array, x: jax.Array, num_samples: int, prior: Any) -> int:
   checks.check_key(key)
   checks.check_floating(x, "x")
-  checks.check_rank(x, "x", 2, "[batch, dim_x]")
+  if x.ndim < 2:
+    checks.check_rank(x, "x", 2, "[batch, ...]")
+  priors.check_prior(prior)
   return checks.check_positive_int(num_samples, "num_samples")
 
 
-def _log_importance_weights(
+def _log_joint_and_posterior(
     key: jax.Array,
     x: jax.Array,
     encode: Encoder,
     decode: Decoder,
-    log_likelihood: LogLikelihood,
+    log_likelihood: LogLikelihood | None,
+    prior: Any,
+    num_samples: int,
+    gradient_estimator: str = "reparameterization",
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(log p(x|z_l), log p(z_l), log q(z_l|x)), each `[num_samples, batch]`, z_l ~ q(z|x).
+
+  With "stl" or "dreg", log q is evaluated with q's parameters stopped (z keeps its path derivative).
+  """
+  q = posteriors.encode_posterior(encode, x)
+  if gradient_estimator == "reparameterization":
+    z, log_qz = posteriors.sample_posterior(key, q, num_samples, x.shape[0], with_log_prob=True)
+  else:
+    z, _ = posteriors.sample_posterior(key, q, num_samples, x.shape[0], with_log_prob=False)
+    log_qz = estimators.path_log_prob(q, z)
+  log_px_z = likelihoods.reconstruction_log_likelihood(x, z, decode, log_likelihood)
+  return log_px_z, priors.prior_log_prob(prior, z), log_qz
+
+
+def _dreg_iwae_bound(
+    key: jax.Array,
+    x: jax.Array,
+    encode: Encoder,
+    decode: Decoder,
+    log_likelihood: LogLikelihood | None,
+    prior: Any,
     num_samples: int,
 ) -> jax.Array:
-  """log p(x, z_l) - log q(z_l|x) for z_l ~ q(z|x): `[num_samples, batch]`."""
-  mean, log_var = _encode(encode, x)
-  z = reparameterize(key, mean, log_var, num_samples)
-  log_px_z = _reconstruction_log_likelihood(x, z, decode, log_likelihood)
-  log_pz = densities.standard_normal_log_prob(z)
-  log_qz = densities.diag_gaussian_log_prob(
-      z, jnp.broadcast_to(mean, z.shape), jnp.broadcast_to(log_var, z.shape)
+  """The IWAE bound in value, with the doubly reparameterized gradient (see `estimators`)."""
+  q = posteriors.encode_posterior(encode, x)
+  z, _ = posteriors.sample_posterior(key, q, num_samples, x.shape[0], with_log_prob=False)
+
+  def log_weights(z):
+    log_px_z = likelihoods.reconstruction_log_likelihood(x, z, decode, log_likelihood)
+    return log_px_z + priors.prior_log_prob(prior, z) - estimators.path_log_prob(q, z)
+
+  # A forward-only decoder call gives the normalized weights; the second call carries the gradients.
+  weights = estimators.normalized_weights(jax.lax.stop_gradient(log_weights(jax.lax.stop_gradient(z))))
+  log_w = log_weights(estimators.scale_path_gradient(z, weights))
+  bound = jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
+  return estimators.with_value_of(bound, jnp.sum(weights * log_w, axis=0))
+
+
+def log_importance_weights(
+    key: jax.Array,
+    x: jax.Array,
+    encode: Encoder,
+    decode: Decoder,
+    *,
+    log_likelihood: LogLikelihood | None = densities.bernoulli_log_likelihood,
+    prior: Any = None,
+    num_samples: int = 1,
+    score_term: bool = True,
+) -> jax.Array:
+  """The log importance weights log p(x, z_l) - log q(z_l|x), z_l ~ q(z|x): `[num_samples, batch]`.
+
+  The building block of every sampling-based bound: their mean over the sample axis is estimator A
+  of the ELBO, their `logsumexp - log L` is the IWAE bound, and softmax over the sample axis gives
+  the normalized importance weights (e.g. for a gradient estimator of your own).
+
+  Args:
+    key: a `jax.random.key` for the samples.
+    x: `[batch, ...]` floating data.
+    encode: `x -> (mean, log_var)` (each `[batch, dim_z]`) or a distribution over z.
+    decode: `z: [L * batch, *event] -> params of p(x|z)` (or a distribution, with
+      `log_likelihood=None`).
+    log_likelihood: `(x, params) -> [L * batch]` (or per-element values over leading data axes),
+      e.g. `vaex.bernoulli_log_likelihood`; None scores x with `decode(z).log_prob`.
+    prior: None for N(0, I), or an object with `log_prob(z)`.
+    num_samples: L (Python int >= 1).
+    score_term: False differentiates log q(z_l|x) only along z_l's path, dropping the score term
+      of q's parameters: the log-weights of STL and DReG. The values are the same.
+
+  Returns:
+    `[num_samples, batch]` log-weights in nats.
+  """
+  num_samples = _check_inputs(key, x, num_samples, prior)
+  log_px_z, log_pz, log_qz = _log_joint_and_posterior(
+      key, x, encode, decode, log_likelihood, prior, num_samples,
+      "reparameterization" if score_term else "stl",
   )
   return log_px_z + log_pz - log_qz
+
+
+def elbo_terms(
+    key: jax.Array,
+    x: jax.Array,
+    encode: Encoder,
+    decode: Decoder,
+    *,
+    log_likelihood: LogLikelihood | None = densities.bernoulli_log_likelihood,
+    prior: Any = None,
+    num_samples: int = 1,
+    analytic_kl: bool = True,
+    gradient_estimator: str = "reparameterization",
+) -> ELBOTerms:
+  """The ELBO's reconstruction and KL terms separately, each `[batch]`: see `vaex.elbo`.
+
+  `vaex.elbo(...)` equals `terms.reconstruction - terms.kl` for the same arguments (estimator A in
+  `vaex.elbo` sums the log-weights directly, so the two agree to float32 rounding).
+
+  Returns:
+    `ELBOTerms(reconstruction, kl)`, each `[batch]` in nats.
+  """
+  num_samples = _check_inputs(key, x, num_samples, prior)
+  gradient_estimator = estimators.check_gradient_estimator(
+      gradient_estimator, bound="elbo", analytic_kl=analytic_kl
+  )
+  if analytic_kl:
+    q = posteriors.encode_posterior(encode, x)
+    kl = divergences.analytic_kl(q, prior)
+    z, _ = posteriors.sample_posterior(key, q, num_samples, x.shape[0], with_log_prob=False)
+    log_px_z = likelihoods.reconstruction_log_likelihood(x, z, decode, log_likelihood)
+    return ELBOTerms(jnp.mean(log_px_z, axis=0), kl)
+  log_px_z, log_pz, log_qz = _log_joint_and_posterior(
+      key, x, encode, decode, log_likelihood, prior, num_samples, gradient_estimator
+  )
+  return ELBOTerms(jnp.mean(log_px_z, axis=0), jnp.mean(log_qz - log_pz, axis=0))
 
 
 def elbo(
@@ -100,37 +189,63 @@ def elbo(
     encode: Encoder,
     decode: Decoder,
     *,
-    log_likelihood: LogLikelihood = densities.bernoulli_log_likelihood,
+    log_likelihood: LogLikelihood | None = densities.bernoulli_log_likelihood,
+    prior: Any = None,
     num_samples: int = 1,
     analytic_kl: bool = True,
+    gradient_estimator: str = "reparameterization",
+    kl_weight: float | jax.Array = 1.0,
 ) -> jax.Array:
   """The SGVB estimate of the evidence lower bound, one value per example.
 
   Kingma & Welling (2013), Section 2.3:
-    * `analytic_kl=True`, estimator B (eq. 7): -KL(q(z|x) || p(z)) + 1/L sum_l log p(x|z_l).
+    * `analytic_kl=True`, estimator B (eq. 7): -KL(q(z|x) || p(z)) + 1/L sum_l log p(x|z_l). The KL
+      is in closed form: `vaex.gaussian_kl` for `(mean, log_var)` against N(0, I), otherwise the KL
+      distrax registers for the pair. Where none exists (a flow posterior, a mixture prior) a
+      ValueError says so: use estimator A.
     * `analytic_kl=False`, estimator A (eq. 6): 1/L sum_l [log p(x, z_l) - log q(z_l|x)].
   Both are unbiased for the ELBO; B usually has lower variance.
 
   Args:
     key: a `jax.random.key` for the L samples z_l ~ q(z|x).
-    x: `[batch, dim_x]` floating data.
-    encode: `x -> (mean, log_var)`, each `[batch, dim_z]`.
-    decode: `z: [batch, dim_z] -> params of p(x|z)`.
-    log_likelihood: `(x, params) -> [batch]`, e.g. `vaex.bernoulli_log_likelihood`.
+    x: `[batch, ...]` floating data (e.g. `[batch, 784]` or `[batch, 28, 28, 1]`).
+    encode: `x -> (mean, log_var)`, each `[batch, dim_z]`, or a distribution object over z with
+      batch shape `[batch]` (e.g. `distrax.MultivariateNormalTri`).
+    decode: `z: [L * batch, dim_z] -> params of p(x|z)` (or a distribution, with
+      `log_likelihood=None`); called once on all samples.
+    log_likelihood: `(x, params) -> [L * batch]`, e.g. `vaex.bernoulli_log_likelihood`; None uses
+      `decode(z).log_prob(x)`.
+    prior: None for p(z) = N(0, I), or an object with `log_prob(z)` (e.g. a
+      `distrax.MixtureSameFamily`).
     num_samples: L, samples per example (Python int >= 1).
     analytic_kl: estimator B if True, estimator A if False.
+    gradient_estimator: "reparameterization" (default), or "stl" (sticking the landing, Roeder et
+      al. 2017; estimator A only): log q(z|x) with q's parameters stopped, same value, lower-variance
+      unbiased gradient. "dreg" is for `vaex.iwae_bound`.
+    kl_weight: beta, the weight of the KL term (Higgins et al. 2017): `reconstruction - beta * KL`;
+      1.0 is the ELBO, 0.0 a pure reconstruction objective. A float >= 0 or a traced scalar (a KL
+      warm-up schedule).
 
   Returns:
     `[batch]` ELBO estimates in nats (to be maximized).
   """
-  num_samples = _check_inputs(key, x, num_samples)
-  if analytic_kl:
-    mean, log_var = _encode(encode, x)
-    z = reparameterize(key, mean, log_var, num_samples)
-    log_px_z = _reconstruction_log_likelihood(x, z, decode, log_likelihood)
-    return jnp.mean(log_px_z, axis=0) - densities.gaussian_kl(mean, log_var)
-  log_w = _log_importance_weights(key, x, encode, decode, log_likelihood, num_samples)
-  return jnp.mean(log_w, axis=0)
+  if isinstance(kl_weight, numbers.Real) and not kl_weight >= 0:
+    raise ValueError(
+        f"`kl_weight` must be >= 0; got {kl_weight!r}. It weighs the KL term: 1.0 is the ELBO, "
+        "values below 1 favour reconstruction, above 1 a beta-VAE."
+    )
+  unweighted = isinstance(kl_weight, numbers.Real) and kl_weight == 1.0
+  if analytic_kl or not unweighted:
+    terms = elbo_terms(key, x, encode, decode, log_likelihood=log_likelihood, prior=prior,
+                       num_samples=num_samples, analytic_kl=analytic_kl,
+                       gradient_estimator=gradient_estimator)
+    return terms.reconstruction - (terms.kl if unweighted else kl_weight * terms.kl)
+  num_samples = _check_inputs(key, x, num_samples, prior)
+  gradient_estimator = estimators.check_gradient_estimator(gradient_estimator, bound="elbo")
+  log_px_z, log_pz, log_qz = _log_joint_and_posterior(
+      key, x, encode, decode, log_likelihood, prior, num_samples, gradient_estimator
+  )
+  return jnp.mean(log_px_z + log_pz - log_qz, axis=0)
 
 
 def iwae_bound(
@@ -139,25 +254,39 @@ def iwae_bound(
     encode: Encoder,
     decode: Decoder,
     *,
-    log_likelihood: LogLikelihood = densities.bernoulli_log_likelihood,
+    log_likelihood: LogLikelihood | None = densities.bernoulli_log_likelihood,
+    prior: Any = None,
     num_samples: int,
+    gradient_estimator: str = "reparameterization",
 ) -> jax.Array:
   """The importance-weighted bound of Burda et al. (2015), one value per example.
 
-  log (1/k sum_k p(x, z_k) / q(z_k|x)) with z_k ~ q(z|x), computed with `logsumexp`. It is a lower
-  bound on log p(x) that tightens as k grows; k = 1 is estimator A of the ELBO.
+  log (1/k sum_k p(x, z_k) / q(z_k|x)) with z_k ~ q(z|x), computed with `logsumexp` of
+  `vaex.log_importance_weights`. It is a lower bound on log p(x) that tightens as k grows; k = 1 is
+  estimator A of the ELBO.
 
   Args:
     key: a `jax.random.key` for the k samples.
-    x: `[batch, dim_x]` floating data.
-    encode: `x -> (mean, log_var)`, each `[batch, dim_z]`.
-    decode: `z: [batch, dim_z] -> params of p(x|z)`.
-    log_likelihood: `(x, params) -> [batch]`.
+    x: `[batch, ...]` floating data.
+    encode: `x -> (mean, log_var)`, each `[batch, dim_z]`, or a distribution object over z.
+    decode: `z: [k * batch, dim_z] -> params of p(x|z)` (or a distribution, with
+      `log_likelihood=None`).
+    log_likelihood: `(x, params) -> [k * batch]`; None uses `decode(z).log_prob(x)`.
+    prior: None for N(0, I), or an object with `log_prob(z)`.
     num_samples: k, importance samples per example (Python int >= 1).
+    gradient_estimator: "reparameterization" (default), or "dreg" (doubly reparameterized,
+      Tucker et al. 2019): same value; the encoder's gradient from the squared normalized weights
+      times the path derivative (its signal-to-noise ratio does not fall with k), the decoder's
+      exactly the IWAE gradient. DReG calls the decoder twice (once forward-only).
 
   Returns:
     `[batch]` bound values in nats.
   """
-  num_samples = _check_inputs(key, x, num_samples)
-  log_w = _log_importance_weights(key, x, encode, decode, log_likelihood, num_samples)
-  return jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
+  num_samples = _check_inputs(key, x, num_samples, prior)
+  gradient_estimator = estimators.check_gradient_estimator(gradient_estimator, bound="iwae")
+  if gradient_estimator == "dreg":
+    return _dreg_iwae_bound(key, x, encode, decode, log_likelihood, prior, num_samples)
+  log_px_z, log_pz, log_qz = _log_joint_and_posterior(
+      key, x, encode, decode, log_likelihood, prior, num_samples
+  )
+  return jax.nn.logsumexp(log_px_z + log_pz - log_qz, axis=0) - math.log(num_samples)

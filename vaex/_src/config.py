@@ -10,7 +10,7 @@ import math
 import flax.linen as nn
 import ml_collections
 
-from vaex._src import training
+from vaex._src import estimators, training
 from vaex._src import vae as vae_lib
 
 DATASETS = ("binarized_mnist", "mnist5k_grayscale")
@@ -45,6 +45,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.estimator = "B"  # "A" | "B" | "iwae".
   c.num_samples = 1  # L (or k for "iwae").
   c.prior_precision = 0.0  # N(0, I / precision) prior on the parameters (weight decay); 0: none.
+  # "reparameterization" | "stl" (estimator "A", Roeder et al. 2017) | "dreg" ("iwae", Tucker et al.).
+  c.gradient_estimator = "reparameterization"
+  c.kl_weight = 1.0  # beta of the KL term (estimators "A", "B"; Higgins et al. 2017); 1.0: the ELBO.
+  c.kl_warmup_epochs = 0  # KL weight rises linearly from 0 over this many epochs (Sonderby et al.).
+  c.free_bits = 0.0  # Nats per latent dimension the batch-mean KL is clamped at (estimator "B").
   # Optimizer.
   c.optimizer = "adam"  # "adam" | "adagrad" | "sgd".
   c.learning_rate = 1e-3
@@ -150,6 +155,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not config.hidden_sizes or any(
       isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in config.hidden_sizes):
     fail("hidden_sizes", f"must be a non-empty tuple of ints >= 1; got {config.hidden_sizes!r}.")
+  choice("gradient_estimator", estimators.GRADIENT_ESTIMATORS)
+  positive_float("kl_weight", allow_zero=True)
+  positive_float("free_bits", allow_zero=True)
+  positive_int("kl_warmup_epochs", allow_zero=True)
+  _validate_objective(config)
   if config.likelihood == "bernoulli" and config.input_transform == "intensity":
     fail("input_transform", "a Bernoulli likelihood needs binary inputs: use 'binary' for binary "
          "data or 'dynamic_binarization' for intensities, or set likelihood='gaussian'.")
@@ -157,3 +167,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     fail("input_transform", "a Gaussian likelihood models intensities: set it to 'intensity'.")
   if config.dataset == "binarized_mnist" and config.input_transform != "binary":
     fail("input_transform", "binarized_mnist is already binary: use 'binary'.")
+
+
+def _validate_objective(config: ml_collections.ConfigDict) -> None:
+  """The gradient estimator and the KL knobs against the estimator and the algorithm."""
+  if config.gradient_estimator == "stl" and config.estimator != "A":
+    fail("gradient_estimator", "'stl' drops the score term of log q(z|x) in estimator A: set "
+         "estimator='A' (estimator B has no such term; for the IWAE bound use 'dreg').")
+  if config.gradient_estimator == "dreg" and config.estimator != "iwae":
+    fail("gradient_estimator", "'dreg' is the doubly reparameterized gradient of the IWAE bound: set "
+         "estimator='iwae' (for the ELBO use 'stl' with estimator='A').")
+  knobs = [key for key, off in (("kl_weight", 1.0), ("kl_warmup_epochs", 0), ("free_bits", 0.0))
+           if config[key] != off]
+  if knobs and config.estimator == "iwae":
+    fail(knobs[0], "the KL weight, warm-up and free bits act on the ELBO's KL term, which the IWAE "
+         "bound does not have: use estimator 'A' or 'B', or leave them at 1.0, 0 and 0.0.")
+  if config.free_bits and config.estimator != "B":
+    fail("free_bits", "free bits clamp the closed-form KL of each latent dimension: set "
+         "estimator='B'.")
+  changed = knobs + (["gradient_estimator"] if config.gradient_estimator != "reparameterization"
+                     else [])
+  if changed and config.algorithm != "aevb":
+    fail(changed[0], f"applies to AEVB training; algorithm={config.algorithm!r} has its own "
+         "objective. Leave it at its default.")

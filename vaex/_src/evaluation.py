@@ -34,8 +34,8 @@ def _map_batches(per_batch: Callable, batch_size: int, mesh: jax.sharding.Mesh |
     if n == 0:
       raise ValueError("The data set to evaluate is empty (0 examples); check the split.")
     num_batches = -(-n // batch_size)
-    padded = jnp.pad(data, ((0, num_batches * batch_size - n), (0, 0)))
-    batches = padded.reshape(num_batches, batch_size, data.shape[1])
+    padding = ((0, num_batches * batch_size - n),) + ((0, 0),) * (data.ndim - 1)
+    batches = jnp.pad(data, padding).reshape(num_batches, batch_size, *data.shape[1:])
 
     def one_batch(args):
       b, batch = args

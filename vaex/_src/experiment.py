@@ -116,6 +116,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     loss_fn = training.make_loss_fn(
         model, estimator=config.estimator, num_samples=config.num_samples,
         prior_precision=config.prior_precision, num_train=num_train,
+        gradient_estimator=config.gradient_estimator, kl_weight=config.kl_weight,
+        kl_warmup_steps=config.kl_warmup_epochs * steps_per_epoch, free_bits=config.free_bits,
     )
   dataset_bound = evaluation.make_dataset_bound(
       model, estimator="B", num_samples=1, batch_size=eval_batch_size(config, mesh),
@@ -195,6 +197,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "train_elbo": float(bounds_per_step[finite].mean()) if finite.any() else float("nan"),
           "images_per_sec": num_steps * config.batch_size / seconds, "wall_s": wall_s,
       }]
+      if "kl_weight" in metrics:  # The KL knobs are on: the weight in force and the mean KL.
+        kl, kl_weight = sharding.to_host(metrics["kl"]), sharding.to_host(metrics["kl_weight"])
+        records[0].update(train_kl=float(np.mean(kl)), kl_weight=float(kl_weight[-1]))
       if not finite.all():
         records[0]["skipped_steps"] = int((~finite).sum())
         progress.log(f"skipped {int((~finite).sum())} non-finite updates before step {new_step}")

@@ -8,6 +8,7 @@ It is the IWAE-k bound evaluated with a large k, computed in chunks of samples w
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -21,7 +22,8 @@ def importance_sampled_log_likelihood(
     encode: bounds.Encoder,
     decode: bounds.Decoder,
     *,
-    log_likelihood: bounds.LogLikelihood = densities.bernoulli_log_likelihood,
+    log_likelihood: bounds.LogLikelihood | None = densities.bernoulli_log_likelihood,
+    prior: Any = None,
     num_samples: int = 5000,
     chunk_size: int = 500,
 ) -> jax.Array:
@@ -33,26 +35,26 @@ def importance_sampled_log_likelihood(
 
   Args:
     key: a `jax.random.key`.
-    x: `[batch, dim_x]` floating data.
-    encode: `x -> (mean, log_var)`, each `[batch, dim_z]`.
-    decode: `z: [batch, dim_z] -> params of p(x|z)`.
-    log_likelihood: `(x, params) -> [batch]`.
+    x: `[batch, ...]` floating data.
+    encode: `x -> (mean, log_var)`, each `[batch, dim_z]`, or a distribution object over z.
+    decode: `z: [chunk_size * batch, dim_z] -> params of p(x|z)` (or a distribution, with
+      `log_likelihood=None`).
+    log_likelihood: `(x, params) -> [chunk_size * batch]`; None uses `decode(z).log_prob(x)`.
+    prior: None for p(z) = N(0, I), or an object with `log_prob(z)`.
     num_samples: k, importance samples per example (>= 1).
     chunk_size: samples drawn at once (>= 1; clamped to k). Memory grows with it, speed too.
 
   Returns:
     `[batch]` log-likelihood estimates.
   """
-  checks.check_key(key)
-  checks.check_floating(x, "x")
-  checks.check_rank(x, "x", 2, "[batch, dim_x]")
-  num_samples = checks.check_positive_int(num_samples, "num_samples")
+  num_samples = bounds._check_inputs(key, x, num_samples, prior)  # noqa: SLF001
   chunk_size = min(checks.check_positive_int(chunk_size, "chunk_size"), num_samples)
   num_chunks = -(-num_samples // chunk_size)
 
   def one_chunk(running_lse, c):
-    log_w = bounds._log_importance_weights(  # noqa: SLF001  (shared with the bounds)
-        jax.random.fold_in(key, c), x, encode, decode, log_likelihood, chunk_size
+    log_w = bounds.log_importance_weights(
+        jax.random.fold_in(key, c), x, encode, decode, log_likelihood=log_likelihood, prior=prior,
+        num_samples=chunk_size,
     )
     index = c * chunk_size + jnp.arange(chunk_size)
     log_w = jnp.where((index < num_samples)[:, None], log_w, -jnp.inf)

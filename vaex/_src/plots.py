@@ -141,3 +141,45 @@ def save_marginal_likelihood_curves(records, path: str | os.PathLike, *, title: 
   tmp = f"{os.fspath(path)}.tmp.png"
   fig.savefig(tmp, dpi=110)
   os.replace(tmp, path)
+
+
+_ESTIMATOR_STYLES = {"reparameterization": ("IWAE gradient", "tab:red"),
+                     "dreg": ("DReG", "tab:blue")}
+
+
+def save_snr_curves(records, path: str | os.PathLike, *, title: str = "") -> None:
+  """Gradient signal-to-noise ratio against k (Rainforth et al. 2018, Figure 1), log-log.
+
+  Args:
+    records: dicts with `estimator`, `k`, `encoder_snr` and `decoder_snr`, e.g. the lines of
+      `snr.jsonl` (`experiments/snr.py`).
+    path: where the PNG is written (atomically).
+    title: a line above the panels.
+  """
+  records = [r for r in records if {"estimator", "k", "encoder_snr", "decoder_snr"} <= set(r)]
+  if not records:
+    raise ValueError("`records` holds no line with `estimator`, `k`, `encoder_snr` and "
+                     "`decoder_snr`; pass the lines of snr.jsonl.")
+  Figure = _import_matplotlib()
+  fig = Figure(figsize=(9.0, 3.8))
+  for i, (field, name) in enumerate((("encoder_snr", "inference network (encoder)"),
+                                     ("decoder_snr", "generative network (decoder)"))):
+    ax = fig.add_subplot(1, 2, i + 1)
+    for estimator in sorted({r["estimator"] for r in records}):
+      label, color = _ESTIMATOR_STYLES.get(estimator, (estimator, None))
+      rows = sorted((r for r in records if r["estimator"] == estimator), key=lambda r: r["k"])
+      ax.plot([r["k"] for r in rows], [r[field] for r in rows], "-o", color=color, label=label,
+              markersize=4)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("k (importance samples)")
+    ax.set_ylabel("mean |E g| / std g over parameters")
+    ax.set_title(name, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  tmp = f"{os.fspath(path)}.tmp.png"
+  fig.savefig(tmp, dpi=110)
+  os.replace(tmp, path)

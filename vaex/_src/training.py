@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaex._src import sharding
+from vaex._src import bounds, diagnostics, sharding
 from vaex._src import vae as vae_lib
 
 INPUT_TRANSFORMS = ("binary", "intensity", "dynamic_binarization")
@@ -115,6 +115,27 @@ def prepare_inputs(key: jax.Array, batch: jax.Array, input_transform: str) -> ja
   raise ValueError(f"`input_transform` must be one of {INPUT_TRANSFORMS}; got {input_transform!r}.")
 
 
+def kl_weight_at(step: jax.Array, kl_weight: float, kl_warmup_steps: int) -> jax.Array:
+  """The KL weight after `step` updates: linear from 0 to `kl_weight` over `kl_warmup_steps` updates
+  (Sonderby et al. 2016), then constant. A function of the step only, so a resumed run is exact."""
+  if kl_warmup_steps <= 0:
+    return jnp.asarray(kl_weight, jnp.float32)
+  return kl_weight * jnp.minimum(1.0, step.astype(jnp.float32) / kl_warmup_steps)
+
+
+def free_bits_kl(kl_per_dim: jax.Array, free_bits: float) -> jax.Array:
+  """The free-bits KL of Kingma et al. (2016): sum_d max(free_bits, mean_batch KL_d).
+
+  Args:
+    kl_per_dim: `[batch, dim_z]` KL(q(z_d|x) || p(z_d)) per example and latent dimension.
+    free_bits: nats per latent dimension below which the batch-averaged KL is not penalized.
+
+  Returns:
+    `[]` the clamped KL of the batch (per example): what the loss adds instead of the mean KL.
+  """
+  return jnp.sum(jnp.maximum(jnp.mean(kl_per_dim, axis=0), free_bits))
+
+
 def make_loss_fn(
     model: vae_lib.VAE,
     *,
@@ -122,12 +143,22 @@ def make_loss_fn(
     num_samples: int = 1,
     prior_precision: float = 0.0,
     num_train: int = 1,
-) -> Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]:
+    gradient_estimator: str = "reparameterization",
+    kl_weight: float = 1.0,
+    kl_warmup_steps: int = 0,
+    free_bits: float = 0.0,
+) -> Callable[..., tuple[jax.Array, dict[str, jax.Array]]]:
   """The minibatch objective `loss(params, key, x) -> (loss, metrics)` (loss is minimized).
 
   The paper maximizes the full-data bound plus log p(theta) with p(theta) = N(0, I / prior_precision)
   (its weight decay). Per example, for a minibatch of M out of N, that is
   `mean_batch(bound) - prior_precision * ||theta||^2 / (2 N)`, so `loss` is its negative.
+
+  With the KL knobs (estimators "A" and "B") the objective is `reconstruction - beta_t * KL`, where
+  beta_t is `kl_weight` after a linear warm-up over `kl_warmup_steps` updates, and with `free_bits`
+  > 0 (estimator "B") the KL is `free_bits_kl` of the per-dimension KLs. The metric "bound" stays the
+  ELBO. With a warm-up the loss takes the update count, `loss(params, key, x, step)`, and carries
+  `loss.takes_step = True`; the training steps then pass `state.step`.
 
   Args:
     model: the VAE.
@@ -135,23 +166,58 @@ def make_loss_fn(
     num_samples: L (or k for "iwae").
     prior_precision: precision of the Gaussian prior on parameters; 0 turns it off.
     num_train: N, the number of training examples the prior is spread over.
+    gradient_estimator: "reparameterization", "stl" (estimator "A") or "dreg" (estimator "iwae").
+    kl_weight: beta of the KL term (1.0: the ELBO).
+    kl_warmup_steps: updates over which beta rises linearly from 0 (0: no warm-up).
+    free_bits: nats per latent dimension (0: off).
   """
   if estimator not in vae_lib.ESTIMATORS:
     raise ValueError(f"`estimator` must be one of {vae_lib.ESTIMATORS}; got {estimator!r}.")
   if prior_precision < 0:
     raise ValueError(f"`prior_precision` must be >= 0; got {prior_precision!r}.")
+  if not kl_weight >= 0 or free_bits < 0 or kl_warmup_steps < 0:
+    raise ValueError(
+        f"`kl_weight`, `free_bits` and `kl_warmup_steps` must be >= 0; got {kl_weight!r}, "
+        f"{free_bits!r}, {kl_warmup_steps!r}."
+    )
+  knobs = kl_weight != 1.0 or kl_warmup_steps > 0 or free_bits > 0
+  if knobs and estimator == "iwae":
+    raise ValueError("The KL knobs (kl_weight, warm-up, free bits) weigh the ELBO's KL term; the "
+                     "IWAE bound has none. Use estimator 'A' or 'B'.")
+  if free_bits > 0 and estimator != "B":
+    raise ValueError("Free bits clamp the closed-form KL of each latent dimension: use estimator 'B'.")
   weight_decay = prior_precision / (2.0 * num_train)
 
-  def loss_fn(params, key, x):
-    bound = jnp.mean(
-        vae_lib.bound(params, key, x, model, estimator=estimator, num_samples=num_samples)
-    )
-    loss = -bound
+  def regularized(loss, params):
     if weight_decay:
       loss = loss + weight_decay * optax.tree.norm(params, squared=True)
+    return loss
+
+  def loss_fn(params, key, x):
+    bound = jnp.mean(vae_lib.bound(params, key, x, model, estimator=estimator,
+                                   num_samples=num_samples, gradient_estimator=gradient_estimator))
+    loss = regularized(-bound, params)
     return loss, {"loss": loss, "bound": bound}
 
-  return loss_fn
+  if not knobs:
+    return loss_fn
+
+  def weighted_loss_fn(params, key, x, step=None):
+    encode, decode = vae_lib.encoder_decoder(model, params)
+    q = encode(x)  # Encoded once; the bound reads it back.
+    terms = bounds.elbo_terms(
+        key, x, lambda _: q, decode, log_likelihood=model.log_likelihood, num_samples=num_samples,
+        analytic_kl=estimator == "B", gradient_estimator=gradient_estimator)
+    beta = kl_weight_at(jnp.zeros((), jnp.int32) if step is None else step, kl_weight,
+                        kl_warmup_steps)
+    mean_kl = jnp.mean(terms.kl)
+    penalized_kl = free_bits_kl(diagnostics.kl_per_dimension(*q), free_bits) if free_bits else mean_kl
+    reconstruction = jnp.mean(terms.reconstruction)
+    loss = regularized(-(reconstruction - beta * penalized_kl), params)
+    return loss, {"loss": loss, "bound": reconstruction - mean_kl, "kl": mean_kl, "kl_weight": beta}
+
+  weighted_loss_fn.takes_step = kl_warmup_steps > 0
+  return weighted_loss_fn
 
 
 def _update(
@@ -165,7 +231,8 @@ def _update(
   step_key = jax.random.fold_in(jax.random.fold_in(state.key, _SAMPLE_STREAM), state.step)
   bound_key, input_key = jax.random.split(step_key)
   x = prepare_inputs(input_key, batch, input_transform)
-  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, bound_key, x)
+  step_arg = (state.step,) if getattr(loss_fn, "takes_step", False) else ()
+  grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, bound_key, x, *step_arg)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)

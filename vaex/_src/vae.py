@@ -65,8 +65,11 @@ def bound(
     *,
     estimator: str = "B",
     num_samples: int = 1,
+    gradient_estimator: str = "reparameterization",
 ) -> jax.Array:
-  """The per-example bound `[batch]` of a VAE: estimator "A", "B" (`vaex.elbo`) or "iwae"."""
+  """The per-example bound `[batch]` of a VAE: estimator "A", "B" (`vaex.elbo`) or "iwae".
+
+  `gradient_estimator` goes to the bound: "stl" with estimator "A", "dreg" with "iwae"."""
   data_dim = getattr(model.decoder, "data_dim", None)
   if data_dim is not None and getattr(x, "ndim", None) == 2 and x.shape[-1] != data_dim:
     raise ValueError(
@@ -77,7 +80,8 @@ def bound(
   encode, decode = encoder_decoder(model, params)
   if estimator == "iwae":
     return bounds.iwae_bound(
-        key, x, encode, decode, log_likelihood=model.log_likelihood, num_samples=num_samples
+        key, x, encode, decode, log_likelihood=model.log_likelihood, num_samples=num_samples,
+        gradient_estimator=gradient_estimator,
     )
   if estimator not in ESTIMATORS:
     raise ValueError(
@@ -92,6 +96,7 @@ def bound(
       log_likelihood=model.log_likelihood,
       num_samples=num_samples,
       analytic_kl=estimator == "B",
+      gradient_estimator=gradient_estimator,
   )
 
 
@@ -103,6 +108,8 @@ def loss(
     *,
     estimator: str = "B",
     num_samples: int = 1,
+    gradient_estimator: str = "reparameterization",
 ) -> jax.Array:
   """Scalar loss to minimize: minus the batch mean of the bound; `jax.value_and_grad(vaex.loss)`."""
-  return -jnp.mean(bound(params, key, x, model, estimator=estimator, num_samples=num_samples))
+  return -jnp.mean(bound(params, key, x, model, estimator=estimator, num_samples=num_samples,
+                         gradient_estimator=gradient_estimator))

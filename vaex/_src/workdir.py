@@ -19,7 +19,7 @@ from typing import Any
 
 import ml_collections
 
-from vaex._src.config import RESUMABLE_CHANGES, ConfigError
+from vaex._src.config import RESUMABLE_CHANGES, ConfigError, default_config
 
 
 def _config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -70,9 +70,11 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, *, write: b
 def _compare_config(path: str, current: dict[str, Any], workdir: str) -> None:
   with open(path) as f:
     previous = json.load(f)
+  # A key the stored config lacks was added to vaex after that run started: it ran with the default.
+  defaults = _config_dict(default_config())
   diffs = sorted(
       k for k in set(previous) | set(current)
-      if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k)
+      if k not in RESUMABLE_CHANGES and previous.get(k, defaults.get(k)) != current.get(k)
   )
   if diffs:
     details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in diffs)

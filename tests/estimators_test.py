@@ -270,3 +270,22 @@ def test_a_negative_kl_weight_is_refused(key):
   _, off, theta, x = _model()
   with pytest.raises(ValueError, match=r"`kl_weight` must be >= 0; got -1.0"):
     vaex.elbo(key, x, _encode(off), _decode(theta), kl_weight=-1.0)
+
+
+@pytest.mark.parametrize("k", [2, 9])
+def test_dreg_encoder_gradient_is_the_published_formula(variant, key, k):
+  """Tucker et al. (2019), eq. 7, written directly with the encoder's parameters held apart:
+  grad_phi = grad_phi sum_i sg(w~_i^2) log w_i(z_i(phi)), log q's parameters stopped."""
+  _, off, theta, x = _model()
+
+  def formula(phi):
+    log_w = vaex.log_importance_weights(key, x, _encode(phi), _decode(theta), num_samples=k,
+                                        log_likelihood=vaex.gaussian_log_likelihood,
+                                        score_term=False)
+    weights = jax.lax.stop_gradient(jax.nn.softmax(log_w, axis=0))
+    return jnp.sum(weights**2 * log_w)
+
+  want = variant(jax.grad(formula))(off)
+  got = variant(jax.grad(lambda phi: _bound(phi, theta, key, x, "iwae", "dreg", k)))(off)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)

@@ -69,6 +69,19 @@ def check_same_shape(a: Any, a_name: str, b: Any, b_name: str) -> None:
     )
 
 
+def check_values_shape(
+    values: Any, name: str, shape: tuple[int, ...], what: str, hint: str = ""
+) -> None:
+  """Raises ValueError unless `values` (what a user callable returned) has exactly `shape`.
+
+  `what` says what the shape means (e.g. "one value per sample and example"); `hint` ends the message.
+  """
+  if tuple(getattr(values, "shape", ())) != tuple(shape) or not hasattr(values, "dtype"):
+    raise ValueError(
+        f"`{name}` must return {what}, shape {tuple(shape)}; got {_describe(values)}.{hint}"
+    )
+
+
 def check_event_size(x: Any, x_name: str, params: Any, params_name: str) -> None:
   """Raises ValueError unless the last axes of `x` and of `params` agree."""
   if x.shape[-1:] != params.shape[-1:]:

@@ -20,6 +20,13 @@ def _import_matplotlib():
   return Figure
 
 
+def _save_atomically(fig, path: str | os.PathLike, *, dpi: int) -> None:
+  """Writes the PNG next to `path` and renames it into place: a reader never sees half a file."""
+  tmp = f"{os.fspath(path)}.tmp.png"
+  fig.savefig(tmp, dpi=dpi)
+  os.replace(tmp, path)
+
+
 def image_grid(images: np.ndarray, num_rows: int, image_shape: tuple[int, int] = (28, 28)):
   """Tiles `images: [n, h*w]` (values in [0, 1]) into one `[rows*h, cols*w]` array, 1px gaps."""
   images = np.asarray(images, np.float32)
@@ -51,9 +58,7 @@ def save_image_grid(
   ax.set_axis_off()
   if title:
     fig.suptitle(title, fontsize=8, y=0.995, va="top")
-  tmp = f"{os.fspath(path)}.tmp.png"
-  fig.savefig(tmp, dpi=150)
-  os.replace(tmp, path)
+  _save_atomically(fig, path, dpi=150)
 
 
 def latent_manifold_grid(num_per_side: int) -> np.ndarray:
@@ -138,13 +143,11 @@ def save_marginal_likelihood_curves(records, path: str | os.PathLike, *, title: 
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
-  tmp = f"{os.fspath(path)}.tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
+  _save_atomically(fig, path, dpi=110)
 
 
-_ESTIMATOR_STYLES = {"reparameterization": ("IWAE gradient", "tab:red"),
-                     "dreg": ("DReG", "tab:blue")}
+_ESTIMATOR_STYLES = {"reparameterization": ("IWAE gradient", "tab:red", "-o"),
+                     "dreg": ("DReG", "tab:blue", "--s")}
 
 
 def save_snr_curves(records, path: str | os.PathLike, *, title: str = "") -> None:
@@ -166,10 +169,10 @@ def save_snr_curves(records, path: str | os.PathLike, *, title: str = "") -> Non
                                      ("decoder_snr", "generative network (decoder)"))):
     ax = fig.add_subplot(1, 2, i + 1)
     for estimator in sorted({r["estimator"] for r in records}):
-      label, color = _ESTIMATOR_STYLES.get(estimator, (estimator, None))
+      label, color, style = _ESTIMATOR_STYLES.get(estimator, (estimator, None, "-o"))
       rows = sorted((r for r in records if r["estimator"] == estimator), key=lambda r: r["k"])
-      ax.plot([r["k"] for r in rows], [r[field] for r in rows], "-o", color=color, label=label,
-              markersize=4)
+      ax.plot([r["k"] for r in rows], [r[field] for r in rows], style, color=color, label=label,
+              markersize=4)  # Dashed DReG stays visible where it equals IWAE (the decoder panel).
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("k (importance samples)")
@@ -180,6 +183,4 @@ def save_snr_curves(records, path: str | os.PathLike, *, title: str = "") -> Non
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
-  tmp = f"{os.fspath(path)}.tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
+  _save_atomically(fig, path, dpi=110)

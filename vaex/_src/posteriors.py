@@ -101,12 +101,10 @@ def sample_posterior(
         f"of shape [{num_samples}, {batch}, *event] (samples, batch, latent); got "
         f"{tuple(z.shape)}."
     )
-  if tuple(getattr(log_q, "shape", ())) != (num_samples, batch):
-    raise ValueError(
-        f"`encode(x).sample_and_log_prob` must return log-densities of shape "
-        f"({num_samples}, {batch}), one per sample and example; got {checks._describe(log_q)}. "  # noqa: SLF001
-        "Sum per-dimension densities over the latent axes (distrax.Independent does)."
-    )
+  checks.check_values_shape(
+      log_q, "encode(x).sample_and_log_prob", (num_samples, batch),
+      "log-densities, one per sample and example",
+      " Sum per-dimension densities over the latent axes (distrax.Independent does).")
   return PosteriorSample(z, log_q if with_log_prob else None)
 
 
@@ -118,10 +116,6 @@ def posterior_log_prob(q: Posterior, z: jax.Array) -> jax.Array:
         z, jnp.broadcast_to(mean, z.shape), jnp.broadcast_to(log_var, z.shape)
     )
   log_q = q.log_prob(z)
-  if tuple(getattr(log_q, "shape", ())) != tuple(z.shape[:2]):
-    raise ValueError(
-        f"`encode(x).log_prob(z)` must return one value per sample and example, shape "
-        f"{tuple(z.shape[:2])} for z of shape {tuple(z.shape)}; got "
-        f"{checks._describe(log_q)}."  # noqa: SLF001
-    )
+  checks.check_values_shape(log_q, "encode(x).log_prob(z)", z.shape[:2],
+                            f"one value per sample and example of z {tuple(z.shape)}")
   return log_q

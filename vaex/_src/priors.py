@@ -54,14 +54,11 @@ def prior_log_prob(prior: Prior, z: jax.Array) -> jax.Array:
     return densities.standard_normal_log_prob(z.reshape(*z.shape[:2], -1))
   check_event_shape(prior, tuple(z.shape[2:]))
   log_p = prior.log_prob(z)
-  if tuple(getattr(log_p, "shape", ())) != tuple(z.shape[:2]):
-    raise ValueError(
-        f"`prior.log_prob(z)` must return one value per sample and example, shape "
-        f"{tuple(z.shape[:2])} for z of shape {tuple(z.shape)}; got "
-        f"{checks._describe(log_p)}. A prior over single coordinates (e.g. "  # noqa: SLF001
-        "distrax.Normal) needs its latent axes in the event: "
-        "`distrax.Independent(prior, reinterpreted_batch_ndims=1)`."
-    )
+  checks.check_values_shape(
+      log_p, "prior.log_prob(z)", z.shape[:2],
+      f"one value per sample and example of z {tuple(z.shape)}",
+      " A prior over single coordinates (e.g. distrax.Normal) needs its latent axes in the event: "
+      "`distrax.Independent(prior, reinterpreted_batch_ndims=1)`.")
   return log_p
 
 

@@ -18,7 +18,9 @@ def test_public_api_is_exported():
   for name in ("bernoulli_log_likelihood", "gaussian_log_likelihood", "diag_gaussian_log_prob",
                "standard_normal_log_prob", "gaussian_kl", "reparameterize", "elbo", "iwae_bound",
                "MLPEncoder", "BernoulliMLPDecoder", "GaussianMLPDecoder", "log_importance_weights",
-               "elbo_terms", "ELBOTerms", "importance_sampled_log_likelihood"):
+               "elbo_terms", "ELBOTerms", "importance_sampled_log_likelihood",
+               "categorical_log_likelihood", "discretized_logistic_log_likelihood",
+               "discretized_logistic_mixture_log_likelihood", "continuous_bernoulli_log_likelihood"):
     assert name in vaex.__all__, name
 
 

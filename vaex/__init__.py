@@ -23,6 +23,12 @@ from vaex._src.hmc import HMCInfo, HMCResult, HMCState, hmc_init, hmc_sample, hm
 from vaex._src.hmc_marginal_likelihood import hmc_log_likelihood
 from vaex._src.marginal_likelihood import importance_sampled_log_likelihood
 from vaex._src.mcem import MCEMState, init_mcem_state, make_mcem_step
+from vaex._src.pixel_likelihoods import (
+    categorical_log_likelihood,
+    continuous_bernoulli_log_likelihood,
+    discretized_logistic_log_likelihood,
+    discretized_logistic_mixture_log_likelihood,
+)
 from vaex._src.priors import sample_prior
 from vaex._src.reparameterization import reparameterize
 from vaex._src.vae import VAE, bound, encoder_decoder, loss
@@ -44,9 +50,13 @@ __all__ = [
     "active_units",
     "bernoulli_log_likelihood",
     "bound",
+    "categorical_log_likelihood",
     "check_binary",
     "check_finite",
+    "continuous_bernoulli_log_likelihood",
     "diag_gaussian_log_prob",
+    "discretized_logistic_log_likelihood",
+    "discretized_logistic_mixture_log_likelihood",
     "elbo",
     "elbo_terms",
     "encoder_decoder",

@@ -16,12 +16,16 @@ import errno
 import functools
 import importlib.util
 import json
+import logging
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -804,3 +808,119 @@ def test_kill_9_at_random_moments_then_resume_is_bitwise_equal(tmp_path):
   assert [p.name for p in killed.rglob("*.tmp")] == []
   if any(k["partial"] for k in kills):  # A kill interrupted a save: the next start said so.
     assert "Ignoring the incomplete checkpoint" in log.read_text()
+
+
+# ------------------------------------------------------------------------------------------------
+# One run per workdir: the writer's lock.
+
+_HOLD_LOCK = """import sys, time
+from vaex._src.workdir import WorkdirLock
+WorkdirLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+def _files(workdir: Path) -> dict[str, bytes]:
+  return {str(p.relative_to(workdir)): p.read_bytes() for p in workdir.rglob("*") if p.is_file()}
+
+
+def _in_use(pid: int) -> str:
+  """The refusal's message, for a holder on this host."""
+  return (rf"is in use by another run \(host {re.escape(socket.gethostname())}, pid {pid}, started "
+          rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)\. Wait for it to finish, stop it \(kill {pid}\), "
+          r"or choose another --workdir\.")
+
+
+def test_workdir_lock_has_one_holder_at_a_time(tmp_path):
+  workdir = tmp_path / "run"
+  with experiment.WorkdirLock(str(workdir)) as lock:  # Creates the workdir.
+    assert lock.held and json.loads((workdir / "lock").read_text())["pid"] == os.getpid()
+    with pytest.raises(experiment.WorkdirInUseError, match=_in_use(os.getpid())):
+      experiment.WorkdirLock(str(workdir)).acquire()  # Another open file, even in this process.
+  assert not lock.held and (workdir / "lock").read_text() == ""
+  experiment.WorkdirLock(str(workdir)).acquire().release()
+
+
+def test_a_second_run_on_a_workdir_in_use_is_refused_and_changes_nothing(trained_run, tmp_path):
+  run = _copy_run(trained_run, tmp_path)
+  with experiment.WorkdirLock(str(run)):
+    before = _files(run)
+    with pytest.raises(experiment.WorkdirInUseError, match=_in_use(os.getpid())):
+      experiment.train_and_evaluate(_smoke(num_epochs=2), str(run))
+    assert _files(run) == before
+
+
+def test_a_lock_left_by_a_killed_run_does_not_block_a_resume(trained_run, tmp_path):
+  run = _copy_run(trained_run, tmp_path)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run)], cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+  try:
+    assert proc.stdout.readline() == "locked\n", proc.stdout.read()
+    with pytest.raises(experiment.WorkdirInUseError, match=_in_use(proc.pid)):
+      experiment.train_and_evaluate(_smoke(num_epochs=2), str(run))
+  finally:
+    _sigkill(proc)
+    proc.stdout.close()
+  assert proc.returncode == -signal.SIGKILL
+  assert json.loads((run / "lock").read_text())["pid"] == proc.pid  # The dead run's record stays.
+  result = experiment.train_and_evaluate(_smoke(num_epochs=2), str(run))
+  assert result["step"] == 20
+  assert [r["step"] for r in _metrics(run) if "train_elbo" in r] == [5, 10, 15, 20]
+  assert (run / "lock").read_text() == ""
+
+
+def test_readers_work_while_a_run_holds_the_workdir(trained_run, tmp_path):
+  run = _copy_run(trained_run, tmp_path)
+  with experiment.WorkdirLock(str(run)):
+    _, state, _ = experiment.restore_latest(_smoke(), str(run), 1000, 784)
+    assert int(state.step) == 10
+    result = experiment.evaluate_checkpoint(_smoke(eval_iwae_samples=2), str(run),
+                                            num_test_examples=20)
+    assert result["step"] == 10 and np.isfinite(result["test_log_likelihood"])
+
+
+def test_the_lock_is_released_when_a_run_fails(trained_run, tmp_path, monkeypatch):
+  run = _copy_run(trained_run, tmp_path)
+  with pytest.raises(experiment.ConfigError, match="different config"):  # Raised with the lock held.
+    experiment.train_and_evaluate(_smoke(latent_dim=4), str(run))
+
+  def fail(*args, **kwargs):
+    with pytest.raises(experiment.WorkdirInUseError):  # Held while the run trains.
+      experiment.WorkdirLock(str(run)).acquire()
+    raise RuntimeError("a failure in the middle of the run")
+
+  monkeypatch.setattr("vaex._src.experiment._train", fail)
+  with pytest.raises(RuntimeError, match="middle of the run"):
+    experiment.train_and_evaluate(_smoke(), str(run))
+  experiment.WorkdirLock(str(run)).acquire().release()
+  assert (run / "lock").read_text() == ""
+
+
+def test_processes_other_than_0_of_a_multi_process_run_take_no_lock(trained_run, tmp_path,
+                                                                    monkeypatch):
+  run = _copy_run(trained_run, tmp_path)
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  monkeypatch.setattr("vaex._src.experiment._train", lambda *args: {"trained": True})
+  with experiment.WorkdirLock(str(run)):  # Held by process 0 of the same run.
+    assert experiment.train_and_evaluate(_smoke(), str(run)) == {"trained": True}
+
+
+def test_without_flock_only_a_live_holder_on_this_host_refuses(tmp_path, monkeypatch, caplog):
+  def no_flock(fd, operation):
+    raise OSError(errno.ENOLCK, "No locks available")
+
+  monkeypatch.setattr(workdir_lib, "fcntl", types.SimpleNamespace(flock=no_flock, LOCK_EX=2, LOCK_NB=4))
+  lock_file = tmp_path / "lock"
+  record = {"host": socket.gethostname(), "started": "2026-01-01 00:00:00 UTC"}
+  lock_file.write_text(json.dumps({**record, "pid": os.getpid()}))
+  with pytest.raises(experiment.WorkdirInUseError, match=_in_use(os.getpid())):
+    experiment.WorkdirLock(str(tmp_path)).acquire()
+  dead = subprocess.Popen([sys.executable, "-c", ""])
+  dead.wait()
+  lock_file.write_text(json.dumps({**record, "pid": dead.pid}))  # Left by a run that died.
+  with caplog.at_level(logging.WARNING), experiment.WorkdirLock(str(tmp_path)):
+    assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+  assert "cannot lock files" in caplog.text and lock_file.read_text() == ""

@@ -9,6 +9,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -25,7 +26,7 @@ from vaex._src import checkpointing, evaluation, sharding, training, wake_sleep
 from vaex._src.builders import build_model, build_optimizer, load_datasets
 from vaex._src.config import validate_config
 from vaex._src.run_evaluation import EVAL_STREAM, eval_batch_size, write_images
-from vaex._src.workdir import MetricsLog, prepare_workdir
+from vaex._src.workdir import MetricsLog, WorkdirLock, prepare_workdir
 
 
 @jax.jit
@@ -94,6 +95,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Every check (config values, devices, workdir, data) runs before any training starts. With several
   processes (`jax.distributed`), every process runs this function; process 0 writes the config,
   metrics and images, and orbax coordinates the checkpoints.
+
+  Raises `WorkdirInUseError` (naming its host, pid and start time) if another run is writing
+  `workdir`; the lock is taken before anything is written and released when this returns or raises.
   """
   validate_config(config)
   workdir = os.path.abspath(workdir)
@@ -101,8 +105,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   sharding.check_divisible(config.batch_size, mesh, "config.batch_size")
   splits = load_datasets(config)
   is_writer = jax.process_index() == 0
-  prepare_workdir(config, workdir, write=is_writer)
+  # One run per workdir: its writer holds the workdir's lock until the run ends, however it ends. The
+  # other processes of a multi-process run share the workdir by design and take no lock.
+  with WorkdirLock(workdir) if is_writer else contextlib.nullcontext():
+    prepare_workdir(config, workdir, write=is_writer)
+    return _train(config, workdir, mesh, splits, is_writer)
 
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh,
+           splits: dict[str, np.ndarray], is_writer: bool) -> dict[str, Any]:
+  """The body of `train_and_evaluate`, once the checks have passed and the workdir is locked."""
   train_data = splits["train"]
   num_train, data_dim = train_data.shape
   steps_per_epoch = num_train // config.batch_size

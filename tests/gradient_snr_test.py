@@ -43,13 +43,13 @@ def test_snr_script_writes_jsonl_and_png(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   command = [sys.executable, str(ROOT / "experiments" / "snr.py"), f"--workdir={tmp_path}",
              f"--data_dir={DATA_DIR}", "--train_epochs=1", "--num_train_examples=200",
-             "--ks=1,4,16", "--num_keys=6", "--batch_size=4", "--latent_dim=3",
+             "--ks=1,8", "--num_keys=6", "--batch_size=4", "--latent_dim=3",
              "--hidden_sizes=16"]
   result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   records = [json.loads(line) for line in (tmp_path / "snr.jsonl").read_text().splitlines()]
   assert [(r["estimator"], r["k"]) for r in records] == [
-      (e, k) for e in ("reparameterization", "dreg") for k in (1, 4, 16)]
+      (e, k) for e in ("reparameterization", "dreg") for k in (1, 8)]
   assert all(np.isfinite(r["encoder_snr"]) and r["encoder_snr"] > 0 for r in records)
   # With k = 1, DReG is STL: a different encoder gradient; the decoder gradient is the same.
   by = {(r["estimator"], r["k"]): r for r in records}

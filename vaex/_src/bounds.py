@@ -240,12 +240,11 @@ def elbo(
                        num_samples=num_samples, analytic_kl=analytic_kl,
                        gradient_estimator=gradient_estimator)
     return terms.reconstruction - (terms.kl if unweighted else kl_weight * terms.kl)
-  num_samples = _check_inputs(key, x, num_samples, prior)
   gradient_estimator = estimators.check_gradient_estimator(gradient_estimator, bound="elbo")
-  log_px_z, log_pz, log_qz = _log_joint_and_posterior(
-      key, x, encode, decode, log_likelihood, prior, num_samples, gradient_estimator
-  )
-  return jnp.mean(log_px_z + log_pz - log_qz, axis=0)
+  log_w = log_importance_weights(key, x, encode, decode, log_likelihood=log_likelihood, prior=prior,
+                                 num_samples=num_samples,
+                                 score_term=gradient_estimator == "reparameterization")
+  return jnp.mean(log_w, axis=0)
 
 
 def iwae_bound(
@@ -276,17 +275,16 @@ def iwae_bound(
     num_samples: k, importance samples per example (Python int >= 1).
     gradient_estimator: "reparameterization" (default), or "dreg" (doubly reparameterized,
       Tucker et al. 2019): same value; the encoder's gradient from the squared normalized weights
-      times the path derivative (its signal-to-noise ratio does not fall with k), the decoder's
+      times the path derivative (a higher signal-to-noise ratio than the IWAE gradient's), the decoder's
       exactly the IWAE gradient. DReG calls the decoder twice (once forward-only).
 
   Returns:
     `[batch]` bound values in nats.
   """
-  num_samples = _check_inputs(key, x, num_samples, prior)
   gradient_estimator = estimators.check_gradient_estimator(gradient_estimator, bound="iwae")
   if gradient_estimator == "dreg":
+    num_samples = _check_inputs(key, x, num_samples, prior)
     return _dreg_iwae_bound(key, x, encode, decode, log_likelihood, prior, num_samples)
-  log_px_z, log_pz, log_qz = _log_joint_and_posterior(
-      key, x, encode, decode, log_likelihood, prior, num_samples
-  )
-  return jax.nn.logsumexp(log_px_z + log_pz - log_qz, axis=0) - math.log(num_samples)
+  log_w = log_importance_weights(key, x, encode, decode, log_likelihood=log_likelihood, prior=prior,
+                                 num_samples=num_samples)
+  return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])

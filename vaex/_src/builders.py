@@ -14,18 +14,26 @@ from vaex._src.decoders import BernoulliMLPDecoder, GaussianMLPDecoder
 from vaex._src.encoders import MLPEncoder
 
 
+def build_encoder(config: ml_collections.ConfigDict, data_dim: int) -> nn.Module:
+  """The recognition model q(z|x) a config describes: `x: [batch, data_dim] -> q`."""
+  activation = config_lib.ACTIVATIONS[config.activation]
+  return MLPEncoder(config.latent_dim, tuple(config.hidden_sizes), activation, config.paper_init)
+
+
+def build_decoder(config: ml_collections.ConfigDict, data_dim: int) -> nn.Module:
+  """The generative model p(x|z) a config describes: `z: [batch, latent_dim] -> params of p(x|z)`."""
+  activation = config_lib.ACTIVATIONS[config.activation]
+  hidden = tuple(config.hidden_sizes)[::-1]
+  if config.likelihood == "bernoulli":
+    return BernoulliMLPDecoder(data_dim, hidden, activation, config.paper_init)
+  return GaussianMLPDecoder(
+      data_dim, hidden, activation, nn.sigmoid, config.min_variance, config.paper_init
+  )
+
+
 def build_model(config: ml_collections.ConfigDict, data_dim: int = 784) -> vae_lib.VAE:
   """The VAE a config describes."""
-  activation = config_lib.ACTIVATIONS[config.activation]
-  hidden = tuple(config.hidden_sizes)
-  encoder = MLPEncoder(config.latent_dim, hidden, activation, config.paper_init)
-  if config.likelihood == "bernoulli":
-    decoder = BernoulliMLPDecoder(data_dim, hidden[::-1], activation, config.paper_init)
-  else:
-    decoder = GaussianMLPDecoder(
-        data_dim, hidden[::-1], activation, nn.sigmoid, config.min_variance, config.paper_init
-    )
-  return vae_lib.VAE(encoder, decoder)
+  return vae_lib.VAE(build_encoder(config, data_dim), build_decoder(config, data_dim))
 
 
 def load_datasets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:

@@ -14,6 +14,9 @@ from vaex._src import estimators, training
 from vaex._src import vae as vae_lib
 
 DATASETS = ("binarized_mnist", "mnist5k_grayscale")
+# The image shape `(height, width, channels)` of each data set. The training pipeline keeps examples
+# flat, `[n, height * width * channels]`; image-shaped models and plots reshape with this.
+IMAGE_SHAPES = {"binarized_mnist": (28, 28, 1), "mnist5k_grayscale": (28, 28, 1)}
 LIKELIHOODS = ("bernoulli", "gaussian")
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
 SCHEDULES = ("constant", "iwae")

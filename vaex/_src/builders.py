@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -60,14 +61,26 @@ def load_datasets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
 
 
 def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int) -> float | optax.Schedule:
+  """The learning rate per update: `config.lr_schedule`, times a linear warm-up if one is set."""
   if config.lr_schedule == "constant":
-    return config.learning_rate
-  # Burda et al. (2015): 3^i passes at learning rate lr * 10^(-i/7), i = 0..7.
-  boundaries, total = {}, 0
-  for i in range(7):
-    total += 3**i
-    boundaries[total * steps_per_epoch] = 10 ** (-1 / 7)
-  return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+    schedule = config.learning_rate
+  elif config.lr_schedule == "cosine":
+    decay_epochs = config.lr_decay_epochs or config.num_epochs
+    schedule = optax.cosine_decay_schedule(
+        config.learning_rate, decay_epochs * steps_per_epoch, alpha=config.lr_final_scale)
+  else:
+    # Burda et al. (2015): 3^i passes at learning rate lr * 10^(-i/7), i = 0..7.
+    boundaries, total = {}, 0
+    for i in range(7):
+      total += 3**i
+      boundaries[total * steps_per_epoch] = 10 ** (-1 / 7)
+    schedule = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+  warmup_steps = round(config.lr_warmup_epochs * steps_per_epoch)
+  if not warmup_steps:
+    return schedule
+  base = schedule if callable(schedule) else optax.constant_schedule(schedule)
+  # Update t (from 0) uses (t + 1) / warmup_steps of the rate, so the first update is not zero.
+  return lambda count: base(count) * jnp.minimum(1.0, (count + 1) / warmup_steps)
 
 
 def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
@@ -75,6 +88,7 @@ def build_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int):
       config.optimizer,
       make_schedule(config, steps_per_epoch),
       grad_clip_norm=config.grad_clip_norm,
+      adam_b1=config.adam_b1,
       adam_b2=config.adam_b2,
       adam_eps=config.adam_eps,
       adagrad_initial_accumulator=config.adagrad_initial_accumulator,

@@ -19,7 +19,7 @@ DATASETS = ("binarized_mnist", "mnist5k_grayscale")
 IMAGE_SHAPES = {"binarized_mnist": (28, 28, 1), "mnist5k_grayscale": (28, 28, 1)}
 LIKELIHOODS = ("bernoulli", "gaussian")
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
-SCHEDULES = ("constant", "iwae")
+SCHEDULES = ("constant", "iwae", "cosine")
 # Keys that may change between a run and its resumption (extend a run, move its data).
 RESUMABLE_CHANGES = ("num_epochs", "data_dir", "num_devices", "data_placement")
 
@@ -56,7 +56,12 @@ def default_config() -> ml_collections.ConfigDict:
   # Optimizer.
   c.optimizer = "adam"  # "adam" | "adagrad" | "sgd".
   c.learning_rate = 1e-3
-  c.lr_schedule = "constant"  # "constant" | "iwae" (3^i epochs at lr * 10^(-i/7), i = 0..7).
+  c.lr_schedule = "constant"  # "constant" | "iwae" (3^i epochs at lr * 10^(-i/7), i = 0..7)
+  # | "cosine" (from lr down to lr * lr_final_scale at epoch lr_decay_epochs, then flat).
+  c.lr_warmup_epochs = 0.0  # Linear warm-up from 0 over this many epochs (any schedule); 0: none.
+  c.lr_decay_epochs = 0  # Horizon of the "cosine" decay; 0: num_epochs (then fixed at the first run).
+  c.lr_final_scale = 0.0  # "cosine": the final learning rate as a fraction of learning_rate.
+  c.adam_b1 = 0.9
   c.grad_clip_norm = ml_collections.config_dict.placeholder(float)
   c.adam_b2 = 0.999
   c.adam_eps = 1e-8
@@ -151,6 +156,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key in ("learning_rate", "min_variance", "adam_eps", "adagrad_initial_accumulator"):
     positive_float(key)
   positive_float("prior_precision", allow_zero=True)
+  positive_float("lr_warmup_epochs", allow_zero=True)
+  positive_int("lr_decay_epochs", allow_zero=True)
+  if not 0 <= config.lr_final_scale <= 1:
+    fail("lr_final_scale", f"must be in [0, 1]; got {config.lr_final_scale!r}.")
+  if not 0 <= config.adam_b1 < 1:
+    fail("adam_b1", f"must be in [0, 1); got {config.adam_b1!r}.")
   if config.grad_clip_norm is not None:
     positive_float("grad_clip_norm")
   if not 0 < config.adam_b2 < 1:

@@ -52,6 +52,7 @@ def make_optimizer(
     learning_rate: float | optax.Schedule,
     *,
     grad_clip_norm: float | None = None,
+    adam_b1: float = 0.9,
     adam_b2: float = 0.999,
     adam_eps: float = 1e-8,
     adagrad_initial_accumulator: float = 0.1,
@@ -62,7 +63,7 @@ def make_optimizer(
     name: one of `OPTIMIZERS`.
     learning_rate: a positive float or an Optax schedule.
     grad_clip_norm: clip gradients to this global norm first (None: no clipping).
-    adam_b2, adam_eps: Adam's second-moment decay and epsilon (the IWAE paper uses eps=1e-4).
+    adam_b1, adam_b2, adam_eps: Adam's moment decays and epsilon (the IWAE paper uses eps=1e-4).
     adagrad_initial_accumulator: Adagrad's initial accumulator value.
   """
   if not callable(learning_rate) and not learning_rate > 0:
@@ -71,7 +72,7 @@ def make_optimizer(
         "in {0.01, 0.02, 0.1}; Adam works well at 1e-3."
     )
   if name == "adam":
-    opt = optax.adam(learning_rate, b2=adam_b2, eps=adam_eps)
+    opt = optax.adam(learning_rate, b1=adam_b1, b2=adam_b2, eps=adam_eps)
   elif name == "adagrad":
     opt = optax.adagrad(learning_rate, initial_accumulator_value=adagrad_initial_accumulator)
   elif name == "sgd":

@@ -219,14 +219,30 @@ def _compare_config(path: str, current: dict[str, Any], workdir: str) -> None:
   defaults = _config_dict(default_config())
   diffs = sorted(
       k for k in set(previous) | set(current)
-      if k not in RESUMABLE_CHANGES and previous.get(k, defaults.get(k)) != current.get(k)
+      if k not in RESUMABLE_CHANGES + ("lr_decay_epochs",)
+      and previous.get(k, defaults.get(k)) != current.get(k)
   )
+  horizons = [_cosine_horizon({**defaults, **previous}), _cosine_horizon(current)]
+  if not diffs and horizons[0] != horizons[1]:
+    raise ConfigError(
+        f"--workdir {workdir!r} holds a run whose cosine learning-rate decay spans {horizons[0]} "
+        f"epochs; this config's spans {horizons[1]} (lr_decay_epochs, or num_epochs when it is 0), "
+        f"which would change the learning rates of the steps already taken. To train longer, keep "
+        f"the schedule: set --config.lr_decay_epochs={horizons[0]}."
+    )
   if diffs:
     details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in diffs)
     raise ConfigError(
         f"--workdir {workdir!r} holds a run of a different config ({details}). Use a new "
         f"--workdir for a new experiment; only {RESUMABLE_CHANGES} may change on resume."
     )
+
+
+def _cosine_horizon(config: dict[str, Any]) -> int | None:
+  """The epochs a "cosine" learning-rate schedule decays over (None for other schedules)."""
+  if config.get("lr_schedule") != "cosine":
+    return None
+  return config.get("lr_decay_epochs") or config.get("num_epochs")
 
 
 class MetricsLog:

@@ -72,3 +72,56 @@ def plot_learning_curve(rows: list[dict[str, float]], path: str | os.PathLike, *
   tmp = f"{os.fspath(path)}.tmp.png"
   fig.savefig(tmp, dpi=110)
   os.replace(tmp, path)
+
+
+def log_likelihood_points(records: list[dict[str, Any]]) -> list[dict[str, float]]:
+  """The run's IWAE-k test log-likelihood evaluations (`evaluate.py` lines), each with the training
+  seconds of its step: `step`, `wall_s`, `test_log_likelihood`, `test_log_likelihood_stderr`."""
+  wall = {r["step"]: r["wall_s"] for r in records if "train_elbo" in r}
+  return [{"step": r["step"], "wall_s": wall[r["step"]],
+           "test_log_likelihood": r["test_log_likelihood"],
+           "test_log_likelihood_stderr": r.get("test_log_likelihood_stderr", float("nan"))}
+          for r in records
+          if r.get("source") == "evaluate" and "test_log_likelihood" in r and r["step"] in wall]
+
+
+def time_to_target(rows: list[dict[str, float]], target: float, key: str = "test_elbo") -> float | None:
+  """Training seconds at the first evaluation with `rows[i][key] >= target` (None: never)."""
+  return next((r["wall_s"] for r in rows if r[key] >= target), None)
+
+
+def plot_time_to_quality(curves: dict[str, list[dict[str, float]]], path: str | os.PathLike, *,
+                         points: dict[str, list[dict[str, float]]] | None = None,
+                         target: float | None = None, title: str = "") -> None:
+  """Test ELBO against training seconds (log scale), one line per run; IWAE-k log-likelihood
+  evaluations as markers with their standard errors. `curves` maps a label to `learning_curve` rows."""
+  from vaex._src.plots import _import_matplotlib, _save_atomically
+
+  figure_cls = _import_matplotlib()
+  fig = figure_cls(figsize=(7, 4.5))
+  ax = fig.add_subplot(1, 1, 1)
+  for i, (label, rows) in enumerate(curves.items()):
+    color = f"C{i}"
+    ax.plot([r["wall_s"] for r in rows], [r["test_elbo"] for r in rows], "-", color=color,
+            label=f"{label}: test ELBO")
+    for p in (points or {}).get(label, []):
+      ax.errorbar(p["wall_s"], p["test_log_likelihood"], yerr=p["test_log_likelihood_stderr"],
+                  fmt="o", color=color, ms=5, capsize=2)
+  if points and any(points.values()):
+    ax.plot([], [], "o", color="gray", label="test log p(x), IWAE-k")
+  if target is not None:
+    ax.axhline(target, color="gray", lw=0.8, ls="--")
+  ax.set_xscale("log")
+  ax.set_xlabel("training seconds")
+  ax.set_ylabel("nats per test image")
+  lows = [r["test_elbo"] for rows in curves.values() for r in rows[len(rows) // 10:]]
+  highs = [r["test_elbo"] for rows in curves.values() for r in rows] + [
+      p["test_log_likelihood"] for ps in (points or {}).values() for p in ps]
+  if lows and highs:
+    ax.set_ylim(min(lows) - 1, max(highs) + 1)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  _save_atomically(fig, path, dpi=120)

@@ -7,6 +7,7 @@ Appends one line to metrics.jsonl in the workdir and prints the numbers with sta
 """
 
 from _cli import FLAGS, setup
+from _entry import run
 from absl import app, flags
 
 from vaex import experiment
@@ -29,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

@@ -11,7 +11,7 @@ override applies to all of them. Run s of a config uses `seed = config.seed + s`
 evaluations, so an interrupted table is completed, not restarted.
 
 Writes `<workdir>/results.jsonl` (one line per config and seed: `config`, `seed`,
-`test_log_likelihood`, `test_log_likelihood_stderr`, `test_elbo`, `train_seconds`,
+`test_log_likelihood`, `test_log_likelihood_stderr`, `test_examples`, `test_elbo`, `train_seconds`,
 `images_per_sec`, `device`, `epochs`, `workdir`) and `<workdir>/results.md` (per config: mean +- std
 over seeds, the mean per-example standard error, training seconds, images/s and device).
 
@@ -42,6 +42,8 @@ flags.DEFINE_list("configs", None, "Config names in experiments/configs/.", requ
 flags.DEFINE_integer("seeds", 1, "Runs (seeds) per config.")
 flags.DEFINE_string("workdir", None, "Directory of the runs and the table.", required=True)
 flags.DEFINE_string("data_dir", None, "Data directory for every config (else each config's own).")
+flags.DEFINE_integer("num_test_examples", 0, "Evaluate on a fixed random subset of n test images (the "
+                     "same for every run; the table says so); 0, the protocol: the whole test split.")
 FLAGS = flags.FLAGS
 
 
@@ -91,9 +93,11 @@ def apply_overrides(config, overrides: dict[str, str]):
   return config
 
 
-def run_config(name: str, config, seed_offset: int, root: str, test_size: int) -> dict:
-  """Trains (or resumes) one run, evaluates it unless that evaluation (the whole test split of
-  `test_size` examples, the config's k) is on record, and returns its line."""
+def run_config(name: str, config, seed_offset: int, root: str, test_size: int,
+               num_test_examples: int = 0) -> dict:
+  """Trains (or resumes) one run, evaluates it unless that evaluation (the config's k, on the whole
+  test split of `test_size` examples or on the fixed subset of `num_test_examples`) is on record,
+  and returns its line."""
   config.seed = config.seed + seed_offset
   workdir = os.path.join(root, name, f"seed_{seed_offset}")
   start = time.perf_counter()
@@ -101,8 +105,10 @@ def run_config(name: str, config, seed_offset: int, root: str, test_size: int) -
   records = experiment.MetricsLog(workdir).read()
   k = config.eval_iwae_samples
   done = [r for r in records if r.get("source") == "evaluate" and r["step"] == trained["step"]
-          and r.get("test_iwae_k") == k and r.get("test_examples") == test_size]
-  evaluation = done[-1] if done else experiment.evaluate_checkpoint(config, workdir)
+          and r.get("test_iwae_k") == k
+          and r.get("test_examples") == (min(num_test_examples, test_size) or test_size)]
+  evaluation = done[-1] if done else experiment.evaluate_checkpoint(
+      config, workdir, num_test_examples=num_test_examples)
   train = [r for r in experiment.MetricsLog(workdir).read() if "train_elbo" in r]
   rates = [r["images_per_sec"] for r in train[1:]] or [r["images_per_sec"] for r in train]
   logging.info("%s seed %d: %.1f s in all", name, seed_offset, time.perf_counter() - start)
@@ -110,7 +116,8 @@ def run_config(name: str, config, seed_offset: int, root: str, test_size: int) -
       "config": name, "seed": config.seed,
       "test_log_likelihood": evaluation["test_log_likelihood"],
       "test_log_likelihood_stderr": evaluation["test_log_likelihood_stderr"],
-      "test_iwae_k": k, "test_elbo": evaluation["test_elbo"],
+      "test_iwae_k": k, "test_examples": evaluation["test_examples"],
+      "test_elbo": evaluation["test_elbo"],
       "train_seconds": trained["wall_s"], "images_per_sec": statistics.median(rates),
       "epochs": trained["epoch"], "device": jax.devices()[0].device_kind, "workdir": workdir,
   }
@@ -130,7 +137,7 @@ def results_table(lines: list[dict]) -> str:
     rows = [line for line in lines if line["config"] == name]
     out.append(
         f"| {name} | {len(rows)} | {_mean_std([r['test_log_likelihood'] for r in rows])} "
-        f"(k = {rows[0]['test_iwae_k']}) | "
+        f"(k = {rows[0]['test_iwae_k']}, {rows[0]['test_examples']:,} test images) | "
         f"{statistics.mean(r['test_log_likelihood_stderr'] for r in rows):.2f} | "
         f"{_mean_std([r['test_elbo'] for r in rows])} | {rows[0]['epochs']} | "
         f"{statistics.mean(r['train_seconds'] for r in rows):,.0f} | "
@@ -156,7 +163,7 @@ def main(argv, overrides: dict[str, str]):
     test_size = len(experiment.load_datasets(config)["test"])
     for s in range(FLAGS.seeds):
       lines.append(run_config(name, config.copy_and_resolve_references(), s, FLAGS.workdir,
-                              test_size))
+                              test_size, FLAGS.num_test_examples))
       with open(os.path.join(FLAGS.workdir, "results.jsonl"), "w") as f:
         f.writelines(json.dumps(line) + "\n" for line in lines)
   table = results_table(lines)
@@ -166,5 +173,7 @@ def main(argv, overrides: dict[str, str]):
 
 
 if __name__ == "__main__":
-  _overrides, _argv = parse_overrides(sys.argv)
-  app.run(lambda argv: main(argv, _overrides), argv=_argv)
+  from _entry import run
+
+  _overrides, sys.argv = parse_overrides(sys.argv)
+  run(lambda argv: main(argv, _overrides))

@@ -75,4 +75,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from _entry import run
+
+  run(main)

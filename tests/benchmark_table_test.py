@@ -53,4 +53,4 @@ def test_two_seeds_train_evaluate_and_resume_without_evaluating_again(tmp_path):
       == sum(json.loads(x).get("source") == "evaluate" for x in before.splitlines()) == 1
   text = table.results_table(lines)
   mean = (lines[0]["test_log_likelihood"] + lines[1]["test_log_likelihood"]) / 2
-  assert f"| smoke | 2 | {mean:.2f} +- " in text
+  assert f"| smoke | 2 | {mean:.2f} +- " in text and "10,000 test images" in text

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import vaex
 
@@ -64,3 +65,25 @@ def test_readme_bring_your_own_example_runs(allow_rank_promotion):
   namespace = {}
   exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
   assert np.isfinite(namespace["value"])
+
+
+def test_distribution_name_py_typed_and_install_hints():
+  # PyPI's `vaex` is an unrelated DataFrame library that also imports as `vaex`: the distribution is
+  # `jax-vae`, and every install hint a user meets must name it.
+  tomllib = pytest.importorskip("tomllib")
+  project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+  assert project["project"]["name"] == "jax-vae"
+  assert "py.typed" in project["tool"]["setuptools"]["package-data"]["vaex"]
+  assert (ROOT / "vaex" / "py.typed").is_file()
+  assert {"data", "plots", "test", "docs"} <= set(project["project"]["optional-dependencies"])
+  readme = (ROOT / "README.md").read_text()
+  assert "`jax-vae`" in readme and "DataFrame" in readme
+  assert "cannot be installed in one" in readme.replace("\n", " ")
+  files = [ROOT / "README.md", ROOT / "BUILD_NOTES.md"]
+  for folder in ("vaex", "experiments", "benchmarks", "docs"):
+    files += [p for p in (ROOT / folder).rglob("*") if p.suffix in (".py", ".md", ".rst")
+              and "_build" not in p.parts and "generated" not in p.parts]
+  wrong = re.compile(r"pip install (-e )?['\"]?vaex\b(?!-)")
+  offenders = [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in files
+               for m in wrong.finditer(p.read_text(errors="replace"))]
+  assert not offenders, offenders

@@ -16,11 +16,16 @@ timed repeats. Variants:
   * our epoch function: `make_train_steps` (uint8 data on the device, `lax.scan`, donated state) on
     the paper's model (784-500-2x20 / 20-500-784 tanh, estimator B, L = 1, M = 100, Adam 1e-3) over
     binarized MNIST, compiled ahead of time; one timed call is a whole epoch (500 steps).
+  * the same epoch function run as 5 calls of 100 steps (the experiment's `config.steps_per_call`).
   * our per-step path: `make_train_step` (jitted, donated) fed batches gathered on the device.
   * a naive reference: a plain jitted step (no donation) fed float32 batches cut on the host with
     numpy every step, a host-side `random.split` per step: what a typical script does.
   * the Flax linen VAE example's step: `train_step(state, batch, key)` on a
     `flax.training.train_state.TrainState`, its loss written as in that example, host batches.
+  * NumPyro SVI on the same model (vaex's Flax modules in `flax_module`, `TraceMeanField_ELBO`,
+    Adam 1e-3), two ways: `jax.jit(svi.update)` per step on host batches, and `svi.update` inside a
+    jitted `lax.scan` over the epoch with the uint8 data on the device (see `numpyro_svi`). Skipped
+    with a printed note when numpyro is not importable (`pip install -e '.[benchmarks]'`).
   * the IWAE-k evaluator (`make_dataset_bound(estimator="iwae")`) on a subset of the test set.
   * compile time of a freshly built epoch function (lower + compile), and a check that a second
     epoch does not recompile (a trace counter in the loss and JAX's compile events).
@@ -35,7 +40,10 @@ and M1 those of the first encoder layer (forward 2 F, backward 2 x 2 F less the 
 first layer, which is not needed): 4.10 MFLOP for the paper's model.
 
 Reported figures are medians over the repeats; "% of peak" is a variant's median GFLOP/s over the
-median model-shape matmul GFLOP/s, and each "ratio_vs_*" is the median of the per-repeat ratios. Every
+median model-shape matmul GFLOP/s, and each "ratio_vs_*" is the median of the per-repeat ratios. Each
+call's CPU time (`time.process_time`, all threads of this process) is recorded too, and
+"cpu_ratio_vs_*" is the same paired ratio from images per CPU-second: on a shared machine it measures
+the work a call does, where the wall time also measures the cores the scheduler granted. Every
 model starts from parameters drawn on the host (see `new_state`); the IWAE batch holds about 5,000
 decoder rows unless `--iwae_batch` says otherwise.
 
@@ -48,6 +56,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import importlib.metadata
 import json
 import math
 import os
@@ -162,6 +172,7 @@ class Variant:
   flops: float = 0.0  # Dense-layer FLOPs of one call (0: not counted).
   warmup: bool = True  # Run once untimed before the timed repeats.
   seconds: list[float] = dataclasses.field(default_factory=list)
+  cpu_seconds: list[float] = dataclasses.field(default_factory=list)  # This process's CPU time.
 
   def images_per_sec(self) -> list[float]:
     return [self.images / s for s in self.seconds]
@@ -174,9 +185,10 @@ def time_round_robin(variants: list[Variant], repeats: int) -> None:
   """Times `repeats` calls of every variant, interleaved: for r in repeats, for v in variants."""
   for r in range(repeats):
     for variant in variants:
-      start = time.perf_counter()
+      start, cpu_start = time.perf_counter(), time.process_time()
       variant.run()
       variant.seconds.append(time.perf_counter() - start)
+      variant.cpu_seconds.append(time.process_time() - cpu_start)
     print(f"  repeat {r + 1}/{repeats}: " + ", ".join(
         f"{v.key} {v.seconds[-1]:.3g}s" for v in variants), flush=True)
 
@@ -188,6 +200,16 @@ def median(values: list[float]) -> float:
 def paired_ratio(a: Variant, b: Variant) -> float:
   """Median over repeats of (a's throughput / b's) within the same repeat: drift cancels."""
   return median([(a.images / sa) / (b.images / sb) for sa, sb in zip(a.seconds, b.seconds)])
+
+
+def paired_cpu_ratio(a: Variant, b: Variant) -> float:
+  """The same ratio from CPU seconds (images per CPU-second of this process).
+
+  On a loaded machine the wall time of a call mostly measures how much of the cores the scheduler
+  granted (it moved 2-4x between repeats here at load 20+), while the CPU time measures the work the
+  call did; the two ratios agree on an idle machine, up to how well each variant uses both cores.
+  """
+  return median([(a.images / sa) / (b.images / sb) for sa, sb in zip(a.cpu_seconds, b.cpu_seconds)])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -373,6 +395,29 @@ def epoch_function(setup: Setup) -> tuple[Variant, EpochFunction]:
   return variant, epoch
 
 
+def epoch_in_calls(setup: Setup, num_calls: int = 5) -> Variant:
+  """The same epoch function run as `num_calls` calls of `steps / num_calls` steps each (what the
+  experiment's `config.steps_per_call` does), one timed unit being all of them: the scan-length
+  question. Every call draws the epoch's permutation again (a sort of all training indices)."""
+  steps = setup.steps // num_calls
+  train_steps = training.make_train_steps(setup.loss_fn, setup.optimizer, batch_size=BATCH_SIZE)
+  state = new_state(0, setup.model, setup.optimizer)
+  compiled = train_steps.lower(state, setup.train_device, steps).compile()
+  box = {"state": state}
+
+  def run():
+    state = box["state"]
+    for _ in range(num_calls):
+      state, metrics = compiled(state, setup.train_device)
+    box["state"], box["metrics"] = jax.block_until_ready((state, metrics))
+
+  images = num_calls * steps * BATCH_SIZE
+  return Variant(
+      "epoch_calls", f"vaex epoch fn, {num_calls} calls of {steps} steps", run,
+      images=images, flops=images * setup.flops_per_image,
+  )
+
+
 def fresh_compile(setup: Setup) -> Variant:
   """lower + compile of a newly built epoch function (no tracing or compilation cache applies)."""
   state = new_state(0, setup.model, setup.optimizer)
@@ -542,6 +587,95 @@ def flax_example(setup: Setup) -> tuple[Variant, Callable[[], Any]]:
   return variant, lambda: box
 
 
+def numpyro_svi(setup: Setup) -> list[Variant]:
+  """NumPyro SVI on the same model and data, two ways, or [] (with a note) without numpyro.
+
+  The model and guide wrap vaex's own Flax modules (`flax_module`), so the networks are identical:
+  p(z) = N(0, I), p(x|z) = Bernoulli(logits = decoder(z)), q(z|x) = N(mean, exp(log_var / 2)) from the
+  encoder's split head; `TraceMeanField_ELBO` takes the KL in closed form (vaex's estimator B, L = 1);
+  `numpyro.handlers.scale(1 / batch)` makes the loss the batch mean, as vaex's; the optimizer is
+  `numpyro.optim.Adam(1e-3)`.
+
+  * `numpyro_step`: `jax.jit(svi.update)` called once per step from Python on float32 batches cut on
+    the host with numpy (as NumPyro's examples feed numpy arrays).
+  * `numpyro_scan`: the whole call's steps in one jitted `lax.scan` over `svi.update`, the uint8 data
+    on the device, the epoch's permutation drawn on the device, each minibatch gathered and cast to
+    float32 inside the scan, the SVI state donated and the per-step losses returned: the same work
+    as vaex's epoch function.
+  """
+  try:
+    import numpyro  # Optional: the `benchmarks` extra.
+    from numpyro import distributions as dist
+    from numpyro.contrib.module import flax_module
+    from numpyro.infer import SVI, TraceMeanField_ELBO
+  except ImportError as e:
+    print(f"NOTE: numpyro is not importable ({e}); skipping the NumPyro SVI rows "
+          "(pip install -e '.[benchmarks]').")
+    return []
+  encoder, decoder = setup.model.encoder, setup.model.decoder
+  latent = encoder.latent_dim
+
+  def model(x):
+    decode = flax_module("decoder", decoder, input_shape=(1, latent))
+    with numpyro.plate("batch", x.shape[0]), numpyro.handlers.scale(scale=1.0 / x.shape[0]):
+      z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([latent]).to_event(1))
+      numpyro.sample("x", dist.Bernoulli(logits=decode(z)).to_event(1), obs=x)
+
+  def guide(x):
+    encode = flax_module("encoder", encoder, input_shape=(1, DIM_X))
+    mean, log_var = encode(x)
+    with numpyro.plate("batch", x.shape[0]), numpyro.handlers.scale(scale=1.0 / x.shape[0]):
+      numpyro.sample("z", dist.Normal(mean, jnp.exp(0.5 * log_var)).to_event(1))
+
+  svi = SVI(model, guide, numpyro.optim.Adam(1e-3), TraceMeanField_ELBO())
+  # The parameters drawn on the host as for every other variant (`new_state`), so that svi.init
+  # does not compile Flax's initializers.
+  params = new_state(0, setup.model, setup.optimizer).params["params"]
+  init_state = svi.init(jax.random.PRNGKey(0), jnp.zeros((BATCH_SIZE, DIM_X), jnp.float32),
+                        init_params={"encoder$params": params["encoder"],
+                                     "decoder$params": params["decoder"]})
+  num_examples = setup.train_device.shape[0]
+  x_float = setup.train_host.astype(np.float32)
+  rng = np.random.default_rng(0)
+  update = jax.jit(svi.update)
+  step_box = {"state": init_state}
+
+  def run_step():
+    state = step_box["state"]
+    order = rng.permutation(num_examples)
+    for i in range(setup.steps):
+      state, loss = update(state, x_float[order[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]])
+    step_box["state"], step_box["loss"] = jax.block_until_ready((state, loss))
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def scan_steps(state, data, epoch):
+    order = jax.random.permutation(jax.random.fold_in(jax.random.PRNGKey(1), epoch), num_examples)
+
+    def body(state, i):
+      batch = jnp.take(data, jax.lax.dynamic_slice_in_dim(order, i * BATCH_SIZE, BATCH_SIZE), axis=0)
+      return svi.update(state, batch.astype(jnp.float32))
+
+    return jax.lax.scan(body, state, jnp.arange(setup.steps))
+
+  scan_state = jax.tree.map(jnp.copy, init_state)
+  compiled = scan_steps.lower(scan_state, setup.train_device, 0).compile()
+  scan_box = {"state": scan_state, "epoch": 0}
+
+  def run_scan():
+    scan_box["state"], scan_box["losses"] = jax.block_until_ready(
+        compiled(scan_box["state"], setup.train_device, scan_box["epoch"]))
+    scan_box["epoch"] += 1
+
+  images, flops = setup.images_per_call, setup.images_per_call * setup.flops_per_image
+  print(f"  numpyro {numpyro.__version__}")
+  return [
+      Variant("numpyro_step", "NumPyro SVI, jit(svi.update) per step, host batches", run_step,
+              images, flops),
+      Variant("numpyro_scan", "NumPyro SVI, svi.update in lax.scan, device data", run_scan, images,
+              flops),
+  ]
+
+
 def iwae_batch_size(num_images: int, num_samples: int) -> int:
   """Images per compiled IWAE batch: about 5,000 decoder rows (k x batch), dividing `num_images`.
 
@@ -689,10 +823,18 @@ def machine_info() -> dict[str, Any]:
       "jaxlib": jaxlib.__version__,
       "flax": flax.__version__,
       "optax": optax.__version__,
+      "numpyro": _version("numpyro"),
       "devices": [str(d) for d in jax.devices()],
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "load_average_start": list(os.getloadavg()),
   }
+
+
+def _version(distribution: str) -> str | None:
+  try:
+    return importlib.metadata.version(distribution)
+  except importlib.metadata.PackageNotFoundError:
+    return None
 
 
 def _range(values: list[float], fmt: str) -> str:
@@ -700,7 +842,7 @@ def _range(values: list[float], fmt: str) -> str:
 
 
 def print_table(variants: list[Variant], peak: float) -> None:
-  header = (f"{'variant':<58} {'s/call':>7}  {'images/s min / median / max':>30}  "
+  header = (f"{'variant':<58} {'s/call':>7} {'CPU s':>6}  {'images/s min / median / max':>30}  "
             f"{'GFLOP/s min / median / max':>26}  {'% peak':>6}")
   print(header)
   print("-" * len(header))
@@ -708,7 +850,8 @@ def print_table(variants: list[Variant], peak: float) -> None:
     images = _range(v.images_per_sec(), ",.0f") if v.images else "-"
     gflops = _range(v.gflops(), ".1f") if v.flops else "-"
     percent = f"{100 * median(v.gflops()) / peak:.0f}%" if v.flops else "-"
-    print(f"{v.label:<58} {median(v.seconds):>7.3f}  {images:>30}  {gflops:>26}  {percent:>6}")
+    print(f"{v.label:<58} {median(v.seconds):>7.3f} {median(v.cpu_seconds):>6.2f}  {images:>30}  "
+          f"{gflops:>26}  {percent:>6}")
 
 
 def default_data_dir() -> str:
@@ -775,7 +918,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   flax_ex, flax_box = flax_example(setup)
   iwae, iwae_box = iwae_evaluator(setup, settings, trained_params)
   vmapped, sequential = vmap_over_seeds(setup, settings, epoch_fn)
-  variants += [per_step, naive, flax_ex, iwae, vmapped, sequential]
+  epoch_calls = epoch_in_calls(setup)
+  numpyro_variants = numpyro_svi(setup)
+  variants += [epoch_calls, per_step, naive, flax_ex, *numpyro_variants, iwae, vmapped, sequential]
   if not args.quick:  # Compiling costs seconds; --quick has the cold compile only.
     variants.append(fresh_compile(setup))
   torch_variant = torch_loop(setup) if args.torch else None
@@ -841,12 +986,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["torch_images_per_sec"] = median(torch_variant.images_per_sec())
     results["torch_fraction_of_peak"] = median(torch_variant.gflops()) / peak
     results["ratio_vs_torch"] = paired_ratio(epoch, torch_variant)
+  for peer in [epoch_calls, *numpyro_variants]:
+    results[f"{peer.key}_images_per_sec"] = median(peer.images_per_sec())
+    results[f"ratio_vs_{peer.key}"] = paired_ratio(epoch, peer)
+  peers = [by_key[k] for k in ("epoch_calls", "per_step", "naive", "flax_example", "numpyro_step",
+                                "numpyro_scan", "torch") if k in by_key]
+  for peer in peers:  # The same ratios from CPU time (robust on a loaded machine).
+    results[f"cpu_ratio_vs_{peer.key}"] = paired_cpu_ratio(epoch, peer)
+  if not numpyro_variants:
+    results["numpyro_skipped"] = "numpyro is not importable"
   machine["load_average_end"] = list(os.getloadavg())
   results["machine"] = machine
   results["settings"] = dataclasses.asdict(settings)
   results["variants"] = {
-      v.key: {"label": v.label, "seconds": v.seconds, "images_per_call": v.images,
-              "flops_per_call": v.flops}
+      v.key: {"label": v.label, "seconds": v.seconds, "cpu_seconds": v.cpu_seconds,
+              "images_per_call": v.images, "flops_per_call": v.flops}
       for v in variants
   }
 
@@ -861,9 +1015,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{recompilation['epochs_crossed']} epochs through jax.jit: the loss was traced "
         f"{results['loss_traces_during_calls']} more times, {results['xla_compiles_during_calls']} "
         f"XLA compilations; {results['loss_traces']} trace in all)")
-  ratios = ["per_step", "naive", "flax_example"] + (["torch"] if torch_variant is not None else [])
-  print("epoch fn vs: " + ", ".join(f"{r} {results['ratio_vs_' + r]:.2f}x" for r in ratios)
-        + " (median of per-repeat ratios)")
+  print("epoch fn vs: " + ", ".join(f"{p.key} {results['ratio_vs_' + p.key]:.2f}x" for p in peers)
+        + " (median of per-repeat ratios of images/s)")
+  print("  the same from CPU time: " + ", ".join(
+      f"{p.key} {results['cpu_ratio_vs_' + p.key]:.2f}x" for p in peers)
+        + " (images per CPU-second of this process; robust to other load)")
   print(f"vmap over {NUM_MODELS} seeds vs one after another: {results['vmap_seeds_ratio']:.2f}x "
         "total images/s")
   print(f"train bound at the last timed step: {last_bound:.2f} nats; IWAE-{settings.iwae_samples} "

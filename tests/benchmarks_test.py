@@ -5,6 +5,7 @@ XLA_FLAGS unset: conftest.py forces 8 host devices for the in-process tests, and
 their own devices. Their numbers are not checked against targets; a quick run measures nothing.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -23,6 +24,12 @@ THROUGHPUT_KEYS = (
     "compile_seconds", "iwae_eval_fraction_of_peak", "per_step_images_per_sec",
     "naive_images_per_sec", "flax_example_images_per_sec", "ratio_vs_naive",
     "ratio_vs_flax_example", "vmap_seeds_ratio", "compile_seconds_warm_cache_median",
+    "epoch_calls_images_per_sec", "ratio_vs_epoch_calls", "cpu_ratio_vs_flax_example",
+    "cpu_ratio_vs_epoch_calls",
+)
+NUMPYRO_KEYS = (
+    "numpyro_step_images_per_sec", "numpyro_scan_images_per_sec", "ratio_vs_numpyro_step",
+    "ratio_vs_numpyro_scan", "cpu_ratio_vs_numpyro_step", "cpu_ratio_vs_numpyro_scan",
 )
 
 
@@ -78,6 +85,18 @@ def test_throughput_quick_writes_every_key(results):
   assert math.isfinite(out["iwae_mean_bound"]) and out["iwae_mean_bound"] < 0
   for variant in out["variants"].values():
     assert len(variant["seconds"]) == 2 and all(s > 0 for s in variant["seconds"])
+    assert len(variant["cpu_seconds"]) == 2 and all(s >= 0 for s in variant["cpu_seconds"])
+
+
+def test_throughput_quick_numpyro_peers_or_a_reason(results):
+  out = results["throughput.py"]
+  if importlib.util.find_spec("numpyro") is None:
+    assert out["numpyro_skipped"] == "numpyro is not importable"
+    assert not any(key in out for key in NUMPYRO_KEYS)
+    return
+  for key in NUMPYRO_KEYS:
+    assert _positive_finite(out.get(key)), (key, out.get(key))
+  assert out["machine"]["numpyro"]
 
 
 def test_sharding_overhead_quick_writes_every_device_count(results):

@@ -1,13 +1,36 @@
-"""vaex: variational autoencoders in JAX/Flax.
+"""vaex: variational autoencoders in JAX/Flax (distribution `jax-vae`; PyPI's `vaex` is another project).
 
 Kingma & Welling, Auto-Encoding Variational Bayes (2013), as small pure functions: densities, the
 reparameterization trick, the SGVB estimators A and B, the importance-weighted bound, and Flax linen
-encoders and decoders. Data loading (`vaex.data`) and plotting (`vaex.plots`) are opt-in modules.
+encoders and decoders. Data loading (`vaex.data`), plotting (`vaex.plots`) and the config-driven
+training loop (`vaex.experiment`) are opt-in modules.
+
+Conventions, everywhere in the package:
+
+- Prior: `prior=None` is p(z) = N(0, I) (the fast path, closed-form KL); any object with `log_prob`
+  may replace it, and a closed form that does not exist is an error, never a silent fallback.
+- Variances are natural-log variances: a diagonal Gaussian is `(mean, log_var)`, variance
+  `exp(log_var)`, each `[batch, dim_z]` from an encoder.
+- Bounds are per example: `elbo`, `iwae_bound` and the likelihoods return `[batch]` in nats; the caller
+  reduces. A bound is maximized (higher is better, negative for binary images); `loss` is minus its
+  batch mean and is minimized.
+- The decoder is called once on all samples, `z: [L * batch, dim_z]`, sample-major (row `l * batch +
+  i` is sample `l` of example `i`), never vmapped over samples; samples are `[L, batch, ...]`.
+- Randomness: a `jax.random.key` is the first positional argument, e.g. `elbo(key, x, encode,
+  decode)`; nothing keeps hidden random state.
+- Shapes in docstrings read `x: [batch, 784] float32`.
 """
 
 from vaex._src.bounds import ELBOTerms, elbo, elbo_terms, iwae_bound, log_importance_weights
 from vaex._src.checks import check_binary, check_finite
-from vaex._src.decoders import BernoulliMLPDecoder, GaussianMLPDecoder
+from vaex._src.conv_networks import ConvDecoder, ConvEncoder
+from vaex._src.decoders import (
+    BernoulliMLPDecoder,
+    CategoricalMLPDecoder,
+    ContinuousBernoulliMLPDecoder,
+    DiscretizedLogisticMLPDecoder,
+    GaussianMLPDecoder,
+)
 from vaex._src.densities import (
     bernoulli_log_likelihood,
     diag_gaussian_log_prob,
@@ -16,8 +39,10 @@ from vaex._src.densities import (
     standard_normal_log_prob,
 )
 from vaex._src.diagnostics import active_units, kl_per_dimension
-from vaex._src.encoders import MLP, MLPEncoder
+from vaex._src.distributions import DiagGaussianMixture, FullCovarianceGaussian
+from vaex._src.encoders import MLP, FlowMLPEncoder, FullCovarianceMLPEncoder, MLPEncoder
 from vaex._src.estimators import GRADIENT_ESTIMATORS
+from vaex._src.flows import FlowPosterior
 from vaex._src.gradient_snr import gradient_snr
 from vaex._src.hmc import HMCInfo, HMCResult, HMCState, hmc_init, hmc_sample, hmc_step
 from vaex._src.hmc_marginal_likelihood import hmc_log_likelihood
@@ -29,9 +54,10 @@ from vaex._src.pixel_likelihoods import (
     discretized_logistic_log_likelihood,
     discretized_logistic_mixture_log_likelihood,
 )
+from vaex._src.prior_models import MixturePrior, VampPrior
 from vaex._src.priors import sample_prior
 from vaex._src.reparameterization import reparameterize
-from vaex._src.vae import VAE, bound, encoder_decoder, loss
+from vaex._src.vae import VAE, bound, encoder_decoder, loss, prior_distribution
 
 __version__ = "0.1.0"
 
@@ -39,7 +65,17 @@ __all__ = [
     "MLP",
     "VAE",
     "BernoulliMLPDecoder",
+    "CategoricalMLPDecoder",
+    "ContinuousBernoulliMLPDecoder",
+    "ConvDecoder",
+    "ConvEncoder",
+    "DiagGaussianMixture",
+    "DiscretizedLogisticMLPDecoder",
     "ELBOTerms",
+    "FlowMLPEncoder",
+    "FlowPosterior",
+    "FullCovarianceGaussian",
+    "FullCovarianceMLPEncoder",
     "GRADIENT_ESTIMATORS",
     "GaussianMLPDecoder",
     "HMCInfo",
@@ -47,6 +83,8 @@ __all__ = [
     "HMCState",
     "MCEMState",
     "MLPEncoder",
+    "MixturePrior",
+    "VampPrior",
     "active_units",
     "bernoulli_log_likelihood",
     "bound",
@@ -74,6 +112,7 @@ __all__ = [
     "log_importance_weights",
     "loss",
     "make_mcem_step",
+    "prior_distribution",
     "reparameterize",
     "sample_prior",
     "standard_normal_log_prob",

@@ -11,13 +11,43 @@ import optax
 from vaex._src import config as config_lib
 from vaex._src import training
 from vaex._src import vae as vae_lib
-from vaex._src.decoders import BernoulliMLPDecoder, GaussianMLPDecoder
-from vaex._src.encoders import MLPEncoder
+from vaex._src.conv_networks import ConvDecoder, ConvEncoder
+from vaex._src.decoders import (
+    BernoulliMLPDecoder,
+    CategoricalMLPDecoder,
+    ContinuousBernoulliMLPDecoder,
+    DiscretizedLogisticMLPDecoder,
+    GaussianMLPDecoder,
+)
+from vaex._src.encoders import FlowMLPEncoder, FullCovarianceMLPEncoder, MLPEncoder
+from vaex._src.prior_models import MixturePrior, VampPrior
+
+
+def image_shape(config: ml_collections.ConfigDict, data_dim: int) -> tuple[int, int, int]:
+  """`(H, W, C)` of the config's data set, checked against the flat rows' `data_dim` = H * W * C."""
+  shape = tuple(config_lib.IMAGE_SHAPES[config.dataset])
+  if shape[0] * shape[1] * shape[2] != data_dim:
+    raise ValueError(
+        f"config.dataset {config.dataset!r} has image shape {shape} ({shape[0] * shape[1] * shape[2]} "
+        f"values) in IMAGE_SHAPES, but its rows have data_dim={data_dim} values: fix IMAGE_SHAPES "
+        "or the data."
+    )
+  return shape
 
 
 def build_encoder(config: ml_collections.ConfigDict, data_dim: int) -> nn.Module:
   """The recognition model q(z|x) a config describes: `x: [batch, data_dim] -> q`."""
   activation = config_lib.ACTIVATIONS[config.activation]
+  if config.get("architecture", "mlp") == "conv":
+    return ConvEncoder(config.latent_dim, tuple(config.conv_features), activation=activation,
+                       image_shape=image_shape(config, data_dim))
+  posterior = config.get("posterior", "diagonal")
+  if posterior == "full_covariance":
+    return FullCovarianceMLPEncoder(config.latent_dim, tuple(config.hidden_sizes), activation,
+                                    config.paper_init)
+  if posterior == "flow":
+    return FlowMLPEncoder(config.latent_dim, tuple(config.hidden_sizes), activation,
+                          config.paper_init, num_flows=config.num_flows)
   return MLPEncoder(config.latent_dim, tuple(config.hidden_sizes), activation, config.paper_init)
 
 
@@ -25,27 +55,62 @@ def build_decoder(config: ml_collections.ConfigDict, data_dim: int) -> nn.Module
   """The generative model p(x|z) a config describes: `z: [batch, latent_dim] -> params of p(x|z)`."""
   activation = config_lib.ACTIVATIONS[config.activation]
   hidden = tuple(config.hidden_sizes)[::-1]
+  if config.get("architecture", "mlp") == "conv":
+    return ConvDecoder(image_shape(config, data_dim), config.likelihood,
+                       tuple(config.conv_features)[::-1], activation=activation, flatten=True,
+                       min_variance=config.min_variance)
   if config.likelihood == "bernoulli":
     return BernoulliMLPDecoder(data_dim, hidden, activation, config.paper_init)
+  pixel_decoders = {"categorical": CategoricalMLPDecoder,
+                    "discretized_logistic": DiscretizedLogisticMLPDecoder,
+                    "continuous_bernoulli": ContinuousBernoulliMLPDecoder}
+  if config.likelihood in pixel_decoders:
+    return pixel_decoders[config.likelihood](data_dim, hidden, activation,
+                                             paper_init=config.paper_init)
   return GaussianMLPDecoder(
       data_dim, hidden, activation, nn.sigmoid, config.min_variance, config.paper_init
   )
 
 
+def build_prior(config: ml_collections.ConfigDict, data_dim: int) -> nn.Module | None:
+  """The prior p(z) a config describes: None for N(0, I), else a module (see `vaex.VAE.prior`)."""
+  prior = config.get("prior", "standard_normal")
+  if prior == "mixture":
+    return MixturePrior(config.latent_dim, config.num_components)
+  if prior == "vamp":
+    return VampPrior(config.num_components, data_dim)
+  return None
+
+
 def build_model(config: ml_collections.ConfigDict, data_dim: int = 784) -> vae_lib.VAE:
   """The VAE a config describes."""
-  return vae_lib.VAE(build_encoder(config, data_dim), build_decoder(config, data_dim))
+  return vae_lib.VAE(build_encoder(config, data_dim), build_decoder(config, data_dim),
+                     build_prior(config, data_dim))
 
 
 def load_datasets(config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """`{"train", "valid", "test"}` host arrays `[n, 784]` (uint8 0/1, or float32 intensities)."""
+  """`{"train", "valid", "test"}` host arrays `[n, height * width * channels]` of the config's data
+  set (uint8 0/1 for binarized_mnist, float32 intensities in [0, 1] otherwise; IMAGE_SHAPES).
+
+  Splits: binarized_mnist has its own valid split (50k / 10k / 10k). The others have no validation
+  split and use the test split as `valid` (nothing selects models on it): mnist5k_grayscale 4,500 /
+  500 (`grayscale_train_test_split`), frey_face 1,600 / 365 (`frey_face_train_test_split`, seed 0),
+  and the tensorflow-datasets sets their own train / test splits: mnist and fashion_mnist 60,000 /
+  10,000, cifar10 50,000 / 10,000.
+  """
   from vaex._src import data  # Opt-in: may import tensorflow-datasets.
 
   if config.dataset == "binarized_mnist":
     splits = {s: data.load_binarized_mnist(s, config.data_dir) for s in ("train", "valid", "test")}
   else:
-    images, labels = data.load_mnist_grayscale_subset(data_dir=config.data_dir)
-    train, test = data.grayscale_train_test_split(images, labels)
+    if config.dataset == "mnist5k_grayscale":
+      images, labels = data.load_mnist_grayscale_subset(data_dir=config.data_dir)
+      train, test = data.grayscale_train_test_split(images, labels)
+    elif config.dataset == "frey_face":
+      train, test = data.frey_face_train_test_split(data.load_frey_face(config.data_dir))
+    else:
+      train, test = (data.load_tfds_images(config.dataset, s, config.data_dir)
+                     for s in ("train", "test"))
     splits = {"train": train, "valid": test, "test": test}
   if config.num_train_examples:
     if config.num_train_examples > len(splits["train"]):

@@ -13,11 +13,19 @@ import ml_collections
 from vaex._src import estimators, training
 from vaex._src import vae as vae_lib
 
-DATASETS = ("binarized_mnist", "mnist5k_grayscale")
+# Data sets (vaex.data): statically binarized MNIST (files); grayscale MNIST, 5,000 images (file);
+# Frey Face (file, 1,600 train / 365 test); MNIST, Fashion-MNIST, CIFAR-10 (tensorflow-datasets).
+DATASETS = ("binarized_mnist", "mnist5k_grayscale", "frey_face", "mnist", "fashion_mnist", "cifar10")
 # The image shape `(height, width, channels)` of each data set. The training pipeline keeps examples
 # flat, `[n, height * width * channels]`; image-shaped models and plots reshape with this.
-IMAGE_SHAPES = {"binarized_mnist": (28, 28, 1), "mnist5k_grayscale": (28, 28, 1)}
-LIKELIHOODS = ("bernoulli", "gaussian")
+IMAGE_SHAPES = {"binarized_mnist": (28, 28, 1), "mnist5k_grayscale": (28, 28, 1),
+                "frey_face": (28, 20, 1), "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
+                "cifar10": (32, 32, 3)}
+# p(x|z): "bernoulli" (binary data), "gaussian" (intensities), and the pixel likelihoods of 8-bit
+# intensities in [0, 1]: "categorical" (256-way softmax per pixel), "discretized_logistic" (256 bins),
+# "continuous_bernoulli" (a density on [0, 1]).
+LIKELIHOODS = ("bernoulli", "gaussian", "categorical", "discretized_logistic", "continuous_bernoulli")
+ARCHITECTURES = ("mlp", "conv")
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
 SCHEDULES = ("constant", "iwae", "cosine")
 # Keys that may change between a run and its resumption (extend a run, move its data).
@@ -37,12 +45,25 @@ def default_config() -> ml_collections.ConfigDict:
   c.input_transform = "binary"  # "binary" | "intensity" | "dynamic_binarization".
   c.num_train_examples = 0  # Use the first n training examples; 0 uses all.
   # Model.
-  c.likelihood = "bernoulli"  # "bernoulli" | "gaussian".
+  # "bernoulli" | "gaussian" | "categorical" | "discretized_logistic" | "continuous_bernoulli".
+  c.likelihood = "bernoulli"
+  # "mlp": the MLPs of hidden_sizes; "conv": vaex.ConvEncoder / ConvDecoder on the data set's
+  # IMAGE_SHAPES, with conv_features (hidden_sizes is then not used; paper_init must be False).
+  c.architecture = "mlp"
+  c.conv_features = (32, 64)  # Encoder's stride-2 conv channels; the decoder uses them reversed.
   c.latent_dim = 20
   c.hidden_sizes = (500,)
   c.activation = "tanh"
   c.paper_init = False  # N(0, 0.01^2) weights and biases, as in the paper.
   c.min_variance = 1e-3  # Gaussian decoder variance floor.
+  # q(z|x): "diagonal" (mean, log_var; the fast path) | "full_covariance" (N(mean, L L^T)) | "flow"
+  # (a diagonal Gaussian through `num_flows` RealNVP affine couplings).
+  c.posterior = "diagonal"
+  c.num_flows = 4  # Coupling steps of the "flow" posterior (ignored otherwise).
+  # p(z): "standard_normal" (N(0, I); the fast path) | "mixture" (learnable mixture of
+  # `num_components` diagonal Gaussians) | "vamp" (VampPrior, `num_components` pseudo-inputs).
+  c.prior = "standard_normal"
+  c.num_components = 10  # Components of the "mixture" / "vamp" prior (ignored otherwise).
   # Objective.
   c.algorithm = "aevb"  # "aevb" | "wake_sleep" (the paper's baseline; reports the ELBO).
   c.estimator = "B"  # "A" | "B" | "iwae".
@@ -137,7 +158,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         value >= 0 if allow_zero else value > 0) or not math.isfinite(value):
       fail(key, f"must be a finite number {'>= 0' if allow_zero else '> 0'}; got {value!r}.")
 
-  choice("dataset", DATASETS)
   choice("likelihood", LIKELIHOODS)
   choice("input_transform", training.INPUT_TRANSFORMS)
   choice("activation", ACTIVATIONS)
@@ -174,13 +194,66 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   positive_float("free_bits", allow_zero=True)
   positive_int("kl_warmup_epochs", allow_zero=True)
   _validate_objective(config)
+  _validate_latent_model(config)
   if config.likelihood == "bernoulli" and config.input_transform == "intensity":
     fail("input_transform", "a Bernoulli likelihood needs binary inputs: use 'binary' for binary "
          "data or 'dynamic_binarization' for intensities, or set likelihood='gaussian'.")
   if config.likelihood == "gaussian" and config.input_transform != "intensity":
     fail("input_transform", "a Gaussian likelihood models intensities: set it to 'intensity'.")
+  _validate_data(config)
+  _validate_networks(config)
+
+
+def _validate_data(config: ml_collections.ConfigDict) -> None:
+  """The data set against the input transform and the likelihood."""
+  if config.dataset not in DATASETS:
+    fail("dataset", f"must be one of {DATASETS}; got {config.dataset!r}.")
   if config.dataset == "binarized_mnist" and config.input_transform != "binary":
     fail("input_transform", "binarized_mnist is already binary: use 'binary'.")
+  if config.dataset != "binarized_mnist" and config.input_transform == "binary":
+    fail("input_transform", f"{config.dataset} holds grey values (intensities in [0, 1]), not "
+         "0/1 data: use 'dynamic_binarization' with likelihood='bernoulli', or 'intensity' with "
+         "likelihood='gaussian'.")
+
+
+POSTERIORS = ("diagonal", "full_covariance", "flow")
+PRIORS = ("standard_normal", "mixture", "vamp")
+
+
+def _validate_latent_model(config: ml_collections.ConfigDict) -> None:
+  """The posterior and prior against the objective, the algorithm and the architecture.
+
+  Keys a stored config lacks (runs from before these keys existed) read as their defaults."""
+  posterior = config.get("posterior", "diagonal")
+  prior = config.get("prior", "standard_normal")
+  if posterior not in POSTERIORS:
+    fail("posterior", f"must be one of {POSTERIORS}; got {posterior!r}.")
+  if prior not in PRIORS:
+    fail("prior", f"must be one of {PRIORS}; got {prior!r}.")
+  for key in ("num_flows", "num_components"):
+    value = config.get(key, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "num_flows" else 1):
+      fail(key, f"must be an int >= {0 if key == 'num_flows' else 1}; got {value!r}.")
+  default = posterior == "diagonal" and prior == "standard_normal"
+  closed_form = posterior in ("diagonal", "full_covariance") and prior == "standard_normal"
+  if not closed_form and config.estimator == "B":
+    fail("estimator", f"estimator 'B' needs KL(q(z|x) || p(z)) in closed form, which vaex has only "
+         f"for posterior 'diagonal' or 'full_covariance' with prior='standard_normal' (got "
+         f"posterior={posterior!r}, prior={prior!r}): set estimator='A' or 'iwae'.")
+  if not default and config.free_bits:
+    fail("free_bits", "free bits clamp the KL of each latent dimension of a diagonal posterior "
+         "against N(0, I): leave free_bits=0.0 here, or use posterior='diagonal' and "
+         "prior='standard_normal'.")
+  if not default and config.algorithm == "wake_sleep":
+    fail("posterior" if posterior != "diagonal" else "prior",
+         "the wake-sleep baseline is implemented for the diagonal posterior and the N(0, I) prior "
+         "only: leave posterior='diagonal' and prior='standard_normal', or use algorithm='aevb'.")
+  if posterior != "diagonal" and config.get("architecture", "mlp") == "conv":
+    fail("posterior", f"{posterior!r} has an MLP encoder only; architecture='conv' takes "
+         "posterior='diagonal'. Use architecture='mlp' for this posterior.")
+  if prior == "vamp" and posterior != "diagonal":
+    fail("prior", "the VampPrior mixes the encoder's diagonal Gaussians q(z|u_k): set "
+         "posterior='diagonal', or use prior='mixture' with this posterior.")
 
 
 def _validate_objective(config: ml_collections.ConfigDict) -> None:
@@ -204,3 +277,39 @@ def _validate_objective(config: ml_collections.ConfigDict) -> None:
   if changed and config.algorithm != "aevb":
     fail(changed[0], f"applies to AEVB training; algorithm={config.algorithm!r} has its own "
          "objective. Leave it at its default.")
+
+
+def _validate_networks(config: ml_collections.ConfigDict) -> None:
+  """The architecture and the likelihood against the data set, the input transform and the algorithm.
+
+  Keys a stored config lacks (runs from before these keys existed) read as their defaults."""
+  architecture = config.get("architecture", "mlp")
+  features = config.get("conv_features", (32, 64))
+  if architecture not in ARCHITECTURES:
+    fail("architecture", f"must be one of {ARCHITECTURES}; got {architecture!r}.")
+  if not features or any(isinstance(f, bool) or not isinstance(f, int) or f < 1 for f in features):
+    fail("conv_features", f"must be a non-empty tuple of ints >= 1 (channels of the stride-2 "
+         f"convolutions); got {features!r}.")
+  if architecture == "conv" and config.dataset not in IMAGE_SHAPES:
+    fail("architecture", f"'conv' needs the image shape of the data, and data set "
+         f"{config.dataset!r} has none in IMAGE_SHAPES: use architecture='mlp'.")
+  if architecture == "conv" and config.paper_init:
+    fail("paper_init", "the paper's N(0, 0.01^2) initialization is for its MLPs: set "
+         "paper_init=False with architecture='conv'.")
+  likelihood = config.likelihood
+  binary = config.input_transform in ("binary", "dynamic_binarization")
+  if likelihood in ("categorical", "discretized_logistic") and binary:
+    fail("likelihood", f"{likelihood!r} models 8-bit intensities (256 levels in [0, 1]), but "
+         f"input_transform={config.input_transform!r} gives 0/1 data: use likelihood='bernoulli' "
+         "for binary data, or input_transform='intensity' on a data set of grey values.")
+  # On 0/1 data the continuous Bernoulli's density is unbounded (log p(1 | l) grows like log l as
+  # l -> inf), so its "ELBO" can rise without limit and is no log-likelihood of binary data.
+  if likelihood == "continuous_bernoulli" and binary:
+    fail("likelihood", f"'continuous_bernoulli' is a density on [0, 1]; on 0/1 data "
+         f"(input_transform={config.input_transform!r}) it is unbounded and its bound not a "
+         "log-likelihood: use likelihood='bernoulli' for binary data, or input_transform='intensity'.")
+  if config.algorithm == "wake_sleep" and (architecture != "mlp"
+                                           or likelihood not in ("bernoulli", "gaussian")):
+    fail("algorithm", "the wake-sleep baseline samples x from the Bernoulli or Gaussian MLP decoder "
+         f"only (got architecture={architecture!r}, likelihood={likelihood!r}): use "
+         "algorithm='aevb', or architecture='mlp' with likelihood 'bernoulli' or 'gaussian'.")

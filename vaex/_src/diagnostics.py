@@ -29,3 +29,20 @@ def active_units(posterior_means: jax.Array, threshold: float = 0.01) -> jax.Arr
     `int32 []` count of active units.
   """
   return jnp.sum(posterior_mean_variance(posterior_means) > threshold).astype(jnp.int32)
+
+
+def posterior_mean(q, key: jax.Array | None = None, num_samples: int = 100) -> jax.Array:
+  """E_q[z | x] of a posterior, `[batch, dim_z]`, for `active_units`.
+
+  `(mean, log_var)`: the mean; an object with `mean()` (e.g. `vaex.FullCovarianceGaussian`): that;
+  otherwise (a flow, whose mean has no closed form) the average of `num_samples` draws with `key`.
+  """
+  if isinstance(q, (tuple, list)):
+    return q[0]
+  if callable(getattr(q, "mean", None)):
+    return q.mean()
+  if key is None:
+    raise ValueError(
+        f"{type(q).__name__} has no closed-form `mean()`: pass a `key` to estimate E_q[z|x] from "
+        f"{num_samples} samples.")
+  return jnp.mean(q.sample(seed=key, sample_shape=(num_samples,)), axis=0)

@@ -48,6 +48,8 @@ def analytic_kl(q: posteriors.Posterior, prior: Prior) -> jax.Array:
   """KL(q || p) per example, `[batch]`, in closed form; see the module docstring."""
   if posteriors.is_diagonal_gaussian(q) and prior is None:
     return densities.gaussian_kl(*q)
+  if prior is None and callable(getattr(q, "kl_to_standard_normal", None)):
+    return q.kl_to_standard_normal()  # vaex.FullCovarianceGaussian's closed form.
   event = q[0].shape[1:] if posteriors.is_diagonal_gaussian(q) else getattr(q, "event_shape", None)
   if prior is not None and event is not None:
     priors.check_event_shape(prior, tuple(event))

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vaex._src import marginal_likelihood, sharding, training
+from vaex._src import diagnostics, marginal_likelihood, posteriors, sharding, training
 from vaex._src import vae as vae_lib
 
-DATASET_ESTIMATORS = (*vae_lib.ESTIMATORS, "log_likelihood")
+DATASET_ESTIMATORS = (*vae_lib.ESTIMATORS, "elbo", "log_likelihood")
 
 
 def _map_batches(per_batch: Callable, batch_size: int, mesh: jax.sharding.Mesh | None):
@@ -63,6 +63,11 @@ def make_dataset_bound(
   `estimator` is "A", "B", "iwae" (see `vaex.bound`), or "log_likelihood": the importance-sampled
   log p(x) of `vaex.importance_sampled_log_likelihood` with k = `num_samples`, in chunks of
   `chunk_size` samples (bounded memory for k = 5000). Batch b uses the key `fold_in(key, b)`.
+
+  "elbo" is the test ELBO of any model: estimator "B" where the KL has a closed form (a diagonal or
+  full-covariance Gaussian posterior against N(0, I); see `has_closed_form_kl`), estimator "A" (the
+  same ELBO in expectation, with Monte Carlo noise) for the others (a flow posterior, a mixture or
+  VampPrior prior). "B" itself never switches: it raises where there is no closed form.
   """
   if estimator not in DATASET_ESTIMATORS:
     raise ValueError(f"`estimator` must be one of {DATASET_ESTIMATORS}; got {estimator!r}.")
@@ -74,10 +79,23 @@ def make_dataset_bound(
       encode, decode = vae_lib.encoder_decoder(model, params)
       return marginal_likelihood.importance_sampled_log_likelihood(
           bound_key, x, encode, decode, log_likelihood=model.log_likelihood,
-          num_samples=num_samples, chunk_size=chunk_size)
-    return vae_lib.bound(params, bound_key, x, model, estimator=estimator, num_samples=num_samples)
+          prior=vae_lib.prior_distribution(model, params), num_samples=num_samples,
+          chunk_size=chunk_size)
+    name = estimator
+    if estimator == "elbo":
+      name = "B" if has_closed_form_kl(model, params, x) else "A"
+    return vae_lib.bound(params, bound_key, x, model, estimator=name, num_samples=num_samples)
 
   return _map_batches(per_batch, batch_size, mesh)
+
+
+def has_closed_form_kl(model: vae_lib.VAE, params: Any, x: jax.Array) -> bool:
+  """Whether estimator "B" applies: p(z) is N(0, I) and q(z|x) is `(mean, log_var)` or has
+  `kl_to_standard_normal` (`vaex.FullCovarianceGaussian`). Decided at trace time."""
+  if model.prior is not None:
+    return False
+  q = jax.eval_shape(lambda p, x: model.apply(p, x, method=vae_lib.VAE.encode), params, x)
+  return posteriors.is_diagonal_gaussian(q) or callable(getattr(q, "kl_to_standard_normal", None))
 
 
 def make_dataset_posterior(
@@ -86,12 +104,19 @@ def make_dataset_posterior(
     batch_size: int = 500,
     input_transform: str = "binary",
     mesh: jax.sharding.Mesh | None = None,
-) -> Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
-  """`posterior(params, key, data) -> (mean, log_var)`, each `[num_examples, dim_z]`: q(z|x)."""
+    num_mean_samples: int = 100,
+) -> Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]:
+  """`posterior(params, key, data) -> (mean, log_var)`, each `[num_examples, dim_z]`: q(z|x).
+
+  For a posterior object, `(E_q[z|x], None)`: `mean()` where it has one, otherwise the average of
+  `num_mean_samples` draws (`vaex.diagnostics.posterior_mean`)."""
 
   def per_batch(params, key, batch):
     x = training.prepare_inputs(key, batch, input_transform)
-    return model.apply(params, x, method=vae_lib.VAE.encode)
+    q = model.apply(params, x, method=vae_lib.VAE.encode)
+    if posteriors.is_diagonal_gaussian(q):
+      return tuple(q)
+    return diagnostics.posterior_mean(q, jax.random.fold_in(key, 1), num_mean_samples), None
 
   return _map_batches(per_batch, batch_size, mesh)
 

@@ -149,7 +149,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
         kl_warmup_steps=config.kl_warmup_epochs * steps_per_epoch, free_bits=config.free_bits,
     )
   dataset_bound = evaluation.make_dataset_bound(
-      model, estimator="B", num_samples=1, batch_size=eval_batch_size(config, mesh),
+      model, estimator="elbo", num_samples=1, batch_size=eval_batch_size(config, mesh),
       input_transform=config.input_transform, mesh=mesh,
   )
 

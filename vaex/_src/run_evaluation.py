@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vaex._src import checkpointing, diagnostics, evaluation, sharding, training
+from vaex._src import checkpointing, diagnostics, evaluation, priors, sharding, training
 from vaex._src import vae as vae_lib
 from vaex._src.builders import build_model, build_optimizer, load_datasets
-from vaex._src.config import validate_config
+from vaex._src.config import IMAGE_SHAPES, validate_config
 from vaex._src.workdir import MetricsLog
 
 # Streams of the run's key `state.key` (0 and 1 are the steps and the epoch orders, see training.py).
@@ -83,7 +83,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   # 20,000 rows, benchmarks/throughput.py), memory is bounded, shards are even over the devices.
   iwae_batch = max(1, 5_000 // min(k, 500) // num_devices) * num_devices
   elbo_fn = evaluation.make_dataset_bound(
-      model, estimator="B", num_samples=1, batch_size=eval_batch_size(config, mesh),
+      model, estimator="elbo", num_samples=1, batch_size=eval_batch_size(config, mesh),
       input_transform=config.input_transform, mesh=mesh)
   iwae_fn = evaluation.make_dataset_bound(
       model, estimator="log_likelihood", num_samples=k, batch_size=iwae_batch,
@@ -96,7 +96,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   log_lik, log_lik_se = evaluation.mean_and_stderr(
       sharding.to_host(iwae_fn(state.params, key, test)))
   mean, log_var = posterior_fn(state.params, key, test)
-  kl_dims = np.asarray(sharding.to_host(jnp.mean(diagnostics.kl_per_dimension(mean, log_var), 0)))
   activity = np.asarray(sharding.to_host(diagnostics.posterior_mean_variance(mean)))
   step = int(sharding.to_host(state.step))
   record = {
@@ -104,11 +103,17 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
       "source": "evaluate", "test_examples": int(test_split.shape[0]),
       "test_elbo": elbo, "test_elbo_stderr": elbo_se,
       "test_iwae_k": k, "test_log_likelihood": log_lik, "test_log_likelihood_stderr": log_lik_se,
-      "test_kl": float(kl_dims.sum()), "test_reconstruction": elbo + float(kl_dims.sum()),
-      "kl_per_dimension": [float(v) for v in kl_dims],
       "active_units": int((activity > 0.01).sum()),
-      "eval_seconds": time.perf_counter() - start,
   }
+  if log_var is not None and model.prior is None:  # KL per dimension: (mean, log_var) vs N(0, I).
+    kl_dims = np.asarray(sharding.to_host(jnp.mean(diagnostics.kl_per_dimension(mean, log_var), 0)))
+    record.update({"test_kl": float(kl_dims.sum()), "test_reconstruction": elbo + float(kl_dims.sum()),
+                   "kl_per_dimension": [float(v) for v in kl_dims]})
+  else:  # No per-dimension KL; the test ELBO used the closed-form KL where there is one.
+    closed = evaluation.has_closed_form_kl(
+        model, state.params, jnp.zeros((1, test_split.shape[1]), jnp.float32))
+    record["test_elbo_estimator"] = "B" if closed else "A"
+  record["eval_seconds"] = time.perf_counter() - start
   MetricsLog(workdir, write=jax.process_index() == 0).write([record])
   return record
 
@@ -127,21 +132,22 @@ def write_images(model, params, key, test_data, config, workdir) -> list[str]:
   params = jax.tree.map(sharding.to_host, params)
   key = jax.random.fold_in(jax.random.wrap_key_data(
       sharding.to_host(jax.random.key_data(key)), impl=jax.random.key_impl(key)), _SAMPLE_STREAM)
-  z = jax.random.normal(key, (n, config.latent_dim))
+  z = priors.sample_prior(key, vae_lib.prior_distribution(model, params), n, (config.latent_dim,))
   means = model.apply(params, z, method=vae_lib.VAE.decoder_mean)
   rows = int(math.sqrt(n)) or 1
   samples_path = os.path.join(workdir, "samples.png")
-  plots.save_image_grid(np.asarray(means), samples_path, num_rows=rows,
-                        title=f"samples: decoder means of z ~ N(0, I), latent_dim={config.latent_dim}")
+  image_shape = IMAGE_SHAPES[config.dataset]  # (H, W, C): grey or RGB grids of the right size.
+  plots.save_image_grid(np.asarray(means), samples_path, num_rows=rows, image_shape=image_shape,
+                        title=f"samples: decoder means of z ~ p(z), latent_dim={config.latent_dim}")
   count = min(max(rows // 2, 1) * rows, len(test_data) // rows * rows)
   spread = np.linspace(0, len(test_data) - 1, count).astype(int)  # Splits may be sorted by digit.
   x = training.prepare_inputs(key, jnp.asarray(test_data[spread]), config.input_transform)
-  mean, _ = model.apply(params, x, method=vae_lib.VAE.encode)
+  mean = diagnostics.posterior_mean(model.apply(params, x, method=vae_lib.VAE.encode), key)
   recon = model.apply(params, mean, method=vae_lib.VAE.decoder_mean)
-  pairs = np.stack([np.asarray(x), np.asarray(recon)], axis=1)  # [count, 2, 784]
+  pairs = np.stack([np.asarray(x), np.asarray(recon)], axis=1)  # [count, 2, H * W * C]
   cols = rows
   paired = pairs.reshape(-1, cols, 2, x.shape[1]).transpose(0, 2, 1, 3).reshape(-1, x.shape[1])
   recon_path = os.path.join(workdir, "reconstructions.png")
-  plots.save_image_grid(paired, recon_path, num_rows=2 * (count // cols),
+  plots.save_image_grid(paired, recon_path, num_rows=2 * (count // cols), image_shape=image_shape,
                         title="test images (odd rows), reconstructions (even rows)")
   return [samples_path, recon_path]

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaex._src import bounds, diagnostics, sharding
+from vaex._src import bounds, diagnostics, posteriors, sharding
 from vaex._src import vae as vae_lib
 
 INPUT_TRANSFORMS = ("binary", "intensity", "dynamic_binarization")
@@ -206,9 +206,15 @@ def make_loss_fn(
   def weighted_loss_fn(params, key, x, step=None):
     encode, decode = vae_lib.encoder_decoder(model, params)
     q = encode(x)  # Encoded once; the bound reads it back.
+    prior = vae_lib.prior_distribution(model, params)
+    if free_bits and (prior is not None or not posteriors.is_diagonal_gaussian(q)):
+      raise ValueError(
+          "Free bits clamp the closed-form KL of each latent dimension of a diagonal Gaussian "
+          "(mean, log_var) posterior against N(0, I); this model's posterior or prior has no such "
+          "per-dimension KL. Set free_bits=0.")
     terms = bounds.elbo_terms(
-        key, x, lambda _: q, decode, log_likelihood=model.log_likelihood, num_samples=num_samples,
-        analytic_kl=estimator == "B", gradient_estimator=gradient_estimator)
+        key, x, lambda _: q, decode, log_likelihood=model.log_likelihood, prior=prior,
+        num_samples=num_samples, analytic_kl=estimator == "B", gradient_estimator=gradient_estimator)
     beta = kl_weight_at(jnp.zeros((), jnp.int32) if step is None else step, kl_weight,
                         kl_warmup_steps)
     mean_kl = jnp.mean(terms.kl)

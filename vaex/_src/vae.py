@@ -1,4 +1,5 @@
-"""A VAE as one Flax module (encoder + decoder), and the loss a training loop differentiates."""
+"""A VAE as one Flax module (encoder, decoder and optional learnable prior), and the loss a training
+loop differentiates."""
 
 from __future__ import annotations
 
@@ -9,33 +10,65 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vaex._src import bounds
+from vaex._src import bounds, posteriors
+from vaex._src.prior_models import VampPrior, vamp_mixture
 
 ESTIMATORS = ("A", "B", "iwae")
 
 
 class VAE(nn.Module):
-  """Bundles a recognition model and a decoder; `encode`/`decode` are what the bounds take.
+  """Bundles a recognition model, a decoder and a prior; `encode`/`decode`/`prior_distribution` are
+  what the bounds take.
 
   Attributes:
-    encoder: a module `x: [batch, dim_x] -> (mean, log_var)`, e.g. `vaex.MLPEncoder()`.
+    encoder: a module `x: [batch, dim_x] -> q(z|x)`: `(mean, log_var)` (e.g. `vaex.MLPEncoder()`)
+      or a distribution object (`vaex.FullCovarianceMLPEncoder()`, `vaex.FlowMLPEncoder()`).
     decoder: a module `z: [batch, dim_z] -> params of p(x|z)` with a `log_likelihood` attribute,
       e.g. `vaex.BernoulliMLPDecoder()`.
+    prior: None for p(z) = N(0, I) (the fast path), a module returning a prior object (e.g.
+      `vaex.MixturePrior`), or a `vaex.VampPrior`, whose pseudo-inputs go through `encoder`.
 
-  Calling the module (`model.init(key, x)`) encodes and decodes the posterior mean, which creates
-  every parameter.
+  Calling the module (`model.init(key, x)`) encodes, decodes the posterior mean (zeros for a posterior
+  without a closed-form mean) and builds the prior, which creates every parameter.
   """
 
   encoder: nn.Module
   decoder: nn.Module
+  prior: nn.Module | None = None
 
   def __call__(self, x: jax.Array) -> Any:
-    mean, _ = self.encoder(x)
-    return self.decoder(mean)
+    q = self.encoder(x)
+    if posteriors.is_diagonal_gaussian(q):
+      z = q[0]
+    elif callable(getattr(q, "mean", None)):
+      z = q.mean()
+    else:
+      z = jnp.zeros((x.shape[0], *q.event_shape), jnp.float32)
+    if self.prior is not None:
+      self.prior_distribution()
+    return self.decoder(z)
 
-  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """`x: [batch, dim_x] -> (mean, log_var)`, each `[batch, dim_z]`."""
+  def encode(self, x: jax.Array) -> Any:
+    """`x: [batch, dim_x] -> q(z|x)`: `(mean, log_var)`, each `[batch, dim_z]`, or an object."""
     return self.encoder(x)
+
+  def prior_distribution(self) -> Any:
+    """p(z): None for N(0, I), else an object with `log_prob` and `sample` over `[dim_z]`.
+
+    For a `VampPrior`, the equal-weight mixture of the encoder's q(z|u_k) at the K pseudo-inputs
+    (the encoder must return `(mean, log_var)`)."""
+    if self.prior is None:
+      return None
+    if isinstance(self.prior, VampPrior):
+      q = self.encoder(self.prior())
+      if not posteriors.is_diagonal_gaussian(q):
+        raise TypeError(
+            f"The VampPrior mixes the encoder's q(z|u_k), which must be a diagonal Gaussian "
+            f"(mean, log_var); {type(self.encoder).__name__} returned {type(q).__name__}. Use "
+            "vaex.MLPEncoder with the VampPrior, or vaex.MixturePrior with this encoder."
+        )
+      return vamp_mixture(*q)
+    return self.prior()
 
   def decode(self, z: jax.Array) -> Any:
     """`z: [batch, dim_z] -> params of p(x|z)`."""
@@ -55,6 +88,13 @@ def encoder_decoder(model: VAE, params: Any) -> tuple[bounds.Encoder, bounds.Dec
   encode = functools.partial(model.apply, params, method=VAE.encode)
   decode = functools.partial(model.apply, params, method=VAE.decode)
   return encode, decode
+
+
+def prior_distribution(model: VAE, params: Any) -> Any:
+  """The prior object p(z) of a VAE with fixed (or traced) parameters; None for N(0, I)."""
+  if model.prior is None:
+    return None
+  return model.apply(params, method=VAE.prior_distribution)
 
 
 def bound(
@@ -78,10 +118,11 @@ def bound(
         f"data_dim={x.shape[-1]}."
     )
   encode, decode = encoder_decoder(model, params)
+  prior = prior_distribution(model, params)
   if estimator == "iwae":
     return bounds.iwae_bound(
-        key, x, encode, decode, log_likelihood=model.log_likelihood, num_samples=num_samples,
-        gradient_estimator=gradient_estimator,
+        key, x, encode, decode, log_likelihood=model.log_likelihood, prior=prior,
+        num_samples=num_samples, gradient_estimator=gradient_estimator,
     )
   if estimator not in ESTIMATORS:
     raise ValueError(
@@ -94,6 +135,7 @@ def bound(
       encode,
       decode,
       log_likelihood=model.log_likelihood,
+      prior=prior,
       num_samples=num_samples,
       analytic_kl=estimator == "B",
       gradient_estimator=gradient_estimator,

@@ -253,7 +253,7 @@ def test_missing_data_lists_every_place_looked(tmp_path, monkeypatch, where):
     assert path in message
   assert "importable" in message
   assert "VAEX_DATA_DIR" in message
-  assert "pip install 'vaex[data]'" in message
+  assert "pip install 'jax-vae[data]'" in message
 
 
 def test_partial_manual_files_are_reported(tmp_path):

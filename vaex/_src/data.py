@@ -1,9 +1,11 @@
-"""Opt-in data loading: statically binarized MNIST and a 5,000-image grayscale MNIST subset.
+"""Opt-in data loading: binarized MNIST, grayscale MNIST, Frey Face, and tfds image data sets.
 
 Data flows from here into the model: `load_binarized_mnist` gives `uint8 [n, 784]` arrays of 0s and
-1s for a Bernoulli decoder; `load_mnist_grayscale_subset` gives `float32 [n, 784]` intensities in
-[0, 1] for a Gaussian decoder or for dynamic binarization. Values are checked once, on the host,
-when a file is read; nothing here runs inside compiled code.
+1s for a Bernoulli decoder; `load_mnist_grayscale_subset` (`float32 [n, 784]`), `load_frey_face`
+(`float32 [1965, 560]`, 28x20 faces) and `load_tfds_images` (MNIST, Fashion-MNIST, CIFAR-10,
+`float32 [n, height * width * channels]`) give intensities in [0, 1] for a Gaussian decoder or for
+dynamic binarization. Images are flat and row-major (height, then width, then channel). Values are
+checked once, on the host, when a file is read; nothing here runs inside compiled code.
 
 Binarized MNIST is the fixed binarization of Larochelle & Murray (2011), "The Neural Autoregressive
 Distribution Estimator", AISTATS, used for the marginal likelihoods of Burda et al. (2015),
@@ -16,6 +18,23 @@ Distribution Estimator", AISTATS, used for the marginal likelihoods of Burda et 
   order (its writer sorts examples by a hash of their key), so it returns the same images as
   `"files"` but as a permutation of the file order.
 
+Frey Face (Brendan Frey's 1,965 video frames of one face, 28x20 pixels, grey values 0..255; the
+second data set of Kingma & Welling 2013) is read from `frey_faces.txt[.gz]` (one image a line) or
+from the original `frey_rawface.mat` (variable `ff`, `[560, 1965]`), and checked against the
+sha256 of the known array. It has no official split; `frey_face_train_test_split` is a fixed,
+seeded one (1,600 train, 365 test).
+
+MNIST (60,000 train / 10,000 test), Fashion-MNIST (60,000 / 10,000) and CIFAR-10 (50,000 / 10,000)
+come from tensorflow-datasets (`pip install 'jax-vae[data]'`). `load_tfds_images` uses data that tfds
+has already prepared in the data dir (or in tfds' default data dir) and otherwise asks tfds to
+download and prepare it there. On a machine without internet, prepare it elsewhere and copy it:
+
+    # On a machine with internet (tensorflow-datasets and tensorflow installed):
+    import tensorflow_datasets as tfds
+    tfds.builder("mnist", data_dir="/tmp/tfds").download_and_prepare()  # or fashion_mnist, cifar10
+    # Then copy /tmp/tfds/mnist/ (the whole <name>/<version>/ tree) into the data dir here,
+    # e.g. ../shared/data/mnist/3.0.1/..., and pass data_dir= (or set VAEX_DATA_DIR).
+
 Neither this module nor `vaex` imports tensorflow or tensorflow-datasets at import time; tfds is
 imported inside the function that uses it.
 """
@@ -23,6 +42,7 @@ imported inside the function that uses it.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import io
 import math
@@ -134,7 +154,7 @@ def _import_tfds():
   except ImportError as e:
     raise ImportError(
         "source='tfds' needs tensorflow-datasets and tensorflow, which are not installed. Install "
-        "the data extra, `pip install 'vaex[data]'`, or read the .amat files directly with "
+        "the data extra, `pip install 'jax-vae[data]'`, or read the .amat files directly with "
         f"source='files'. ({e})"
     ) from e
   return tfds
@@ -287,7 +307,7 @@ def _not_found_message(split: str, source: str, directory: Path, how: str) -> st
   lines.append(
       "To fix: pass data_dir=... or set VAEX_DATA_DIR to a directory holding "
       f"binarized_mnist_{split}.amat or binarized_mnist_{split}.amat.gz; or install the data "
-      "extra (`pip install 'vaex[data]'`) and put the unzipped binarized_mnist_{train,valid,test}"
+      "extra (`pip install 'jax-vae[data]'`) and put the unzipped binarized_mnist_{train,valid,test}"
       f".amat in {_manual_dir(directory)}/ and use source='tfds' or 'auto'. The files are at "
       f"{_URL}."
   )
@@ -548,3 +568,362 @@ def grayscale_train_test_split(
   is_train = np.ones(n, dtype=bool)
   is_train[test_index] = False
   return images[is_train], images[test_index]
+
+
+# ------------------------------------------------------------------------------------------------
+# Frey Face.
+
+FREY_FACE_SHAPE = (28, 20)
+"""Rows and columns of a Frey Face image; a flat image is row-major, 28 rows of 20 pixels."""
+
+FREY_FACE_NUM_IMAGES = 1965
+FREY_FACE_FILENAMES = ("frey_faces.txt.gz", "frey_faces.txt", "frey_rawface.mat")
+"""The files `load_frey_face` looks for in the data dir, in this order."""
+
+_FREY_FACE_PIXELS = FREY_FACE_SHAPE[0] * FREY_FACE_SHAPE[1]
+# sha256 of the known uint8 [1965, 560] array in C order (the same for the text file and the .mat).
+_FREY_FACE_SHA256 = "2438ba4f0d2a6bd8bac43de756141eaa33c8d248dd613d464bdb1210d9b7af78"
+_FREY_FACE_MAT_VARIABLE = "ff"
+
+
+def _parse_frey_text(data: bytes, path: Path) -> np.ndarray:
+  """Parses one image a line, 560 space-separated integers 0..255, into `uint8 [n, 560]`."""
+  lines = _split_lines(data)
+  if not lines:
+    raise DataFormatError(f"{path}: the file is empty; expected one image (560 values) a line.")
+  try:
+    table = np.loadtxt(io.BytesIO(data), dtype=np.int64, comments=None, ndmin=2)
+  except (ValueError, OverflowError):
+    table = None
+  if table is None or table.shape != (len(lines), _FREY_FACE_PIXELS):
+    table = np.empty((len(lines), _FREY_FACE_PIXELS), dtype=np.int64)
+    for index, line in enumerate(lines):  # Slow path: find and name the first bad line.
+      tokens = line.split()
+      where = f"{path}, line {index + 1}"
+      if len(tokens) != _FREY_FACE_PIXELS:
+        truncated = index == len(lines) - 1 and len(tokens) < _FREY_FACE_PIXELS
+        raise DataFormatError(
+            f"{where}: expected {_FREY_FACE_PIXELS} space-separated grey values (one 28x20 image), "
+            f"found {len(tokens)}"
+            + (". The last line is incomplete: the file looks truncated; copy it again."
+               if truncated else ".")
+        )
+      for column, token in enumerate(tokens, start=1):
+        try:
+          table[index, column - 1] = int(token)
+        except (ValueError, OverflowError):
+          text = token.decode("utf-8", errors="replace")
+          raise DataFormatError(
+              f"{where}, value {column}: {text!r} is not an integer; expected grey values 0..255."
+          ) from None
+  return _check_grey_values(table, path, lambda row, col: f"line {row + 1}, value {col + 1}")
+
+
+def _check_grey_values(table: np.ndarray, origin, where) -> np.ndarray:
+  """`table` as uint8 if every value is an integer 0..255; else DataFormatError at the first bad one."""
+  bad = ~np.isfinite(table) | (table < 0) | (table > 255) | (table != np.round(table)) \
+      if np.issubdtype(table.dtype, np.floating) else (table < 0) | (table > 255)
+  if bad.any():
+    row, column = (int(i) for i in np.argwhere(bad)[0])
+    raise DataFormatError(
+        f"{origin}, {where(row, column)}: grey value {table[row, column]} is not an integer in "
+        f"0..255 ({int(bad.sum())} such values)."
+    )
+  return table.astype(np.uint8)
+
+
+def _read_frey_mat(path: Path) -> np.ndarray:
+  """Reads the variable `ff`, `[560, n]` (one image a column), of a MATLAB file into `uint8 [n, 560]`."""
+  try:
+    import scipy.io  # Lazy and optional: scipy is a test dependency of vaex, not a runtime one.
+  except ImportError as e:
+    raise ImportError(
+        f"Reading {path.name} needs scipy (scipy.io.loadmat), which is not installed: scipy is only a "
+        "test dependency of vaex. Install it (`pip install scipy`), or use the text file "
+        f"{FREY_FACE_FILENAMES[0]} instead. ({e})"
+    ) from e
+  try:
+    contents = scipy.io.loadmat(os.fspath(path))
+  except NotImplementedError as e:  # MATLAB v7.3 files are HDF5, which loadmat does not read.
+    raise DataFormatError(
+        f"{path}: scipy.io.loadmat cannot read this MATLAB file ({e}); save it as a v7 (or older) "
+        "MAT file, or use frey_faces.txt.gz."
+    ) from e
+  except Exception as e:  # noqa: BLE001 (loadmat raises ValueError, TypeError, OSError, ...)
+    raise DataFormatError(
+        f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {e}). The file is truncated "
+        "or corrupt; copy it again."
+    ) from e
+  if _FREY_FACE_MAT_VARIABLE not in contents:
+    found = sorted(k for k in contents if not k.startswith("__"))
+    raise DataFormatError(
+        f"{path}: has no variable {_FREY_FACE_MAT_VARIABLE!r} (found {found}); the Frey Face file "
+        f"frey_rawface.mat stores the images as `ff`, [{_FREY_FACE_PIXELS}, {FREY_FACE_NUM_IMAGES}]."
+    )
+  ff = np.asarray(contents[_FREY_FACE_MAT_VARIABLE])
+  if ff.ndim != 2 or ff.shape[0] != _FREY_FACE_PIXELS or ff.shape[1] < 1:
+    raise DataFormatError(
+        f"{path}: variable {_FREY_FACE_MAT_VARIABLE!r} has shape {ff.shape}; expected "
+        f"[{_FREY_FACE_PIXELS}, n], one 28x20 image a column ([560, 1965] for Frey Face)."
+    )
+  if not (np.issubdtype(ff.dtype, np.integer) or np.issubdtype(ff.dtype, np.floating)):
+    raise DataFormatError(
+        f"{path}: variable {_FREY_FACE_MAT_VARIABLE!r} has dtype {ff.dtype}; expected uint8 grey "
+        "values 0..255."
+    )
+  return _check_grey_values(
+      ff.T, path, lambda row, col: f"variable ff, image (column) {row + 1}, pixel {col + 1}")
+
+
+def _frey_face_candidates(
+    path: str | os.PathLike | None, data_dir: str | os.PathLike | None
+) -> tuple[list[Path], str]:
+  if path is not None:
+    return [Path(path).expanduser()], "the `path` argument"
+  if data_dir is not None:
+    directory, how = Path(data_dir).expanduser(), "the `data_dir` argument"
+  else:
+    directory, how = _env_dir("VAEX_DATA_DIR"), "the VAEX_DATA_DIR environment variable"
+  if directory is None:
+    raise DataNotFoundError(
+        "Could not locate the Frey Face data: `path` and `data_dir` are None and the VAEX_DATA_DIR "
+        f"environment variable is not set, so there is nowhere to look. Pass data_dir= (or set "
+        f"VAEX_DATA_DIR) to the directory holding one of {', '.join(FREY_FACE_FILENAMES)}, or "
+        "path= to the file."
+    )
+  return [directory / name for name in FREY_FACE_FILENAMES], how
+
+
+def load_frey_face(
+    data_dir: str | os.PathLike | None = None,
+    *,
+    path: str | os.PathLike | None = None,
+    verify_checksum: bool = True,
+) -> np.ndarray:
+  """Loads Brendan Frey's face images (the second data set of Kingma & Welling 2013).
+
+  1,965 frames of one face from a video, 28 rows x 20 columns, grey values 0..255. Two formats are
+  read: `frey_faces.txt[.gz]`, one image a line (560 space-separated integers, row-major), and the
+  original `frey_rawface.mat` from Sam Roweis' data page, variable `ff` of shape `[560, 1965]` (one
+  image a column; needs scipy). Both hold the same array, checked against its sha256.
+
+  Args:
+    data_dir: directory to look in for `frey_faces.txt.gz`, then `frey_faces.txt`, then
+      `frey_rawface.mat`. If None, `$VAEX_DATA_DIR`.
+    path: the file itself (a `.mat` suffix selects the MATLAB reader); overrides `data_dir`.
+    verify_checksum: if True, the data must be exactly the 1,965 known images (row count and sha256
+      of the uint8 array). False accepts any number of valid 28x20 images (a subset, a test file).
+
+  Returns:
+    images: `float32 [1965, 560]` intensities in [0, 1] (grey value / 255); `images[i].reshape(28,
+      20)` is image i, upright, row by row.
+
+  Raises:
+    DataNotFoundError: (a FileNotFoundError) if no file is found; the message lists the paths.
+    DataFormatError: (a ValueError) for a malformed file, a value outside 0..255, or (with
+      `verify_checksum`) a different row count or content; the message names the file and, in a
+      text file, the 1-based line.
+    ImportError: for a `.mat` file without scipy installed.
+  """
+  candidates, how = _frey_face_candidates(path, data_dir)
+  found = next((p for p in candidates if p.is_file()), None)
+  if found is None:
+    looked = "\n".join(f"  - {p}: not found" for p in candidates)
+    raise DataNotFoundError(
+        f"Could not find the Frey Face data. Looked at (from {how}):\n{looked}\n"
+        "To fix: pass data_dir= (or set VAEX_DATA_DIR) to the directory holding frey_faces.txt.gz "
+        "(1,965 lines of 560 grey values) or frey_rawface.mat (variable ff, [560, 1965]; from Sam "
+        "Roweis' data page, https://cs.nyu.edu/~roweis/data.html), or path= to the file."
+    )
+  if found.suffix.lower() == ".mat":
+    images = _read_frey_mat(found)
+  else:
+    images = _parse_frey_text(_read_bytes(found), found)
+  if verify_checksum:
+    if images.shape[0] != FREY_FACE_NUM_IMAGES:
+      raise DataFormatError(
+          f"{found}: has {images.shape[0]} images; Frey Face has {FREY_FACE_NUM_IMAGES}. The file "
+          "is truncated or is not the Frey Face file: copy it again (the checksums are in the data "
+          "README), or pass verify_checksum=False to load a subset on purpose."
+      )
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+    if digest != _FREY_FACE_SHA256:
+      raise DataFormatError(
+          f"{found}: the {FREY_FACE_NUM_IMAGES} images differ from the Frey Face data (sha256 of "
+          f"the uint8 [1965, 560] array is {digest}, expected {_FREY_FACE_SHA256}). The file is "
+          "corrupt or a different data set: copy it again, or pass verify_checksum=False to load "
+          "it anyway."
+      )
+  return images.astype(np.float32) / np.float32(255.0)
+
+
+FREY_FACE_NUM_TEST = 365
+"""Test images of the fixed Frey Face split: 1,965 - 365 = 1,600 for training, 16 minibatches of 100."""
+
+
+def frey_face_train_test_split(
+    images: np.ndarray, num_test: int = FREY_FACE_NUM_TEST, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+  """Splits Frey Face into train and test by a fixed, seeded random rule.
+
+  Rule: `order = np.random.default_rng(seed).permutation(n)`; the images at indices
+  `order[:num_test]` are the test set. Both outputs keep the file order. With the defaults
+  (`num_test=365`, `seed=0`) that is 1,600 training and 365 test images, the same on every machine
+  (`tests/frey_face_test.py` pins the first test indices). The frames come from one video, so a test
+  frame usually has near-identical neighbours in the training set: the test bound measures
+  generalization to new frames of the same sequence, as in Kingma & Welling (2013), who report
+  train and test bounds without saying how they split.
+
+  Args:
+    images: `[n, ...]` array, e.g. `float32 [1965, 560]` from `load_frey_face`.
+    num_test: number of test images, 1 <= num_test < n.
+    seed: seed of the permutation.
+
+  Returns:
+    train_images: `[n - num_test, ...]`, same dtype as `images`.
+    test_images: `[num_test, ...]`.
+  """
+  images = np.asarray(images)
+  num_test = check_positive_int(num_test, "num_test")
+  if images.ndim < 1 or images.shape[0] < 2:
+    raise ValueError(f"`images` must hold at least 2 images, [n, ...]; got shape {images.shape}.")
+  n = images.shape[0]
+  if num_test >= n:
+    raise ValueError(
+        f"`num_test` must be smaller than the number of images, {n}; got {num_test}."
+    )
+  test_index = np.sort(np.random.default_rng(seed).permutation(n)[:num_test])
+  is_train = np.ones(n, dtype=bool)
+  is_train[test_index] = False
+  return images[is_train], images[test_index]
+
+
+# ------------------------------------------------------------------------------------------------
+# Image data sets through tensorflow-datasets: MNIST, Fashion-MNIST, CIFAR-10.
+
+TFDS_IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+"""`(height, width, channels)` of each tensorflow-datasets image set `load_tfds_images` reads."""
+
+TFDS_SPLIT_SIZES = {"mnist": {"train": 60_000, "test": 10_000},
+                    "fashion_mnist": {"train": 60_000, "test": 10_000},
+                    "cifar10": {"train": 50_000, "test": 10_000}}
+"""Images per split in the real data sets (not checked: tfds verifies its own downloads)."""
+
+_TFDS_BATCH = 10_000  # Examples per batch read from tfds (batch_size=-1 fails under mock_data).
+
+
+def _tfds_dirs(data_dir: str | os.PathLike | None) -> list[tuple[Path, str]]:
+  """The directories to look in, each with where it came from: the vaex data dir, then tfds' own."""
+  directory, how = _resolve_data_dir(data_dir)
+  dirs = [(directory, how)]
+  if (default := _env_dir("TFDS_DATA_DIR")) is None:
+    default = Path("~/tensorflow_datasets").expanduser()
+  if default != directory:
+    dirs.append((default, "tensorflow-datasets' default data dir"))
+  return dirs
+
+
+def _tfds_prepared_in(name: str, directory: Path) -> bool:
+  """Whether tfds has prepared `name` in `directory` (`<dir>/<name>/<version>/dataset_info.json`,
+  versions being written, `incomplete.*`, do not count), checked without importing tfds."""
+  root = directory / name
+  return root.is_dir() and any(
+      (version / "dataset_info.json").is_file()
+      for version in root.iterdir() if not version.name.startswith("incomplete."))
+
+
+def _tfds_download_and_prepare(tfds, name: str, directory: Path) -> None:
+  """Downloads and prepares `name` in `directory` (a separate function so tests can stub it)."""
+  tfds.builder(name, data_dir=os.fspath(directory)).download_and_prepare()
+
+
+def _tfds_not_found_message(name: str, split: str, dirs, error: BaseException | None) -> str:
+  lines = [f"Could not load the tensorflow-datasets data set {name!r} (split {split!r}): it is not "
+           "prepared in any directory looked in:"]
+  for directory, how in dirs:
+    lines.append(f"  - {directory / name}/<version>/dataset_info.json (from {how}): not found")
+  if error is None:
+    lines.append("Downloading it was not allowed (download=False).")
+  else:
+    lines.append(f"Downloading and preparing it in {dirs[0][0]} failed: {type(error).__name__}: "
+                 f"{error}")
+  lines.append(
+      "To fix: on a machine with internet, run\n"
+      f"    python -c \"import tensorflow_datasets as tfds; tfds.builder({name!r}, "
+      "data_dir='/tmp/tfds').download_and_prepare()\"\n"
+      f"then copy /tmp/tfds/{name} (its whole <version>/ directory) into {dirs[0][0]}/ here, and "
+      "pass data_dir= (or set VAEX_DATA_DIR, or config.data_dir) to that directory."
+  )
+  return "\n".join(lines)
+
+
+def load_tfds_images(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+) -> np.ndarray:
+  """Loads an image data set through tensorflow-datasets as flat intensities.
+
+  Looks for the data set already prepared by tfds (`<dir>/<name>/<version>/`) in the data dir
+  (`data_dir`, else `$VAEX_DATA_DIR`, else tfds' default) and then in tfds' default data dir
+  (`$TFDS_DATA_DIR`, else `~/tensorflow_datasets`). If it is in neither and `download` is True,
+  tfds downloads and prepares it in the data dir (needs the network and a writable directory).
+  Examples come in tfds' stored order (fixed, not shuffled here).
+
+  Args:
+    name: 'mnist' (60,000 train / 10,000 test, 28x28 grey), 'fashion_mnist' (the same sizes) or
+      'cifar10' (50,000 / 10,000, 32x32 RGB).
+    split: 'train' or 'test'.
+    data_dir: the data dir; None uses `$VAEX_DATA_DIR`, else tfds' default data dir.
+    download: whether tfds may download the data set when it is not prepared.
+
+  Returns:
+    images: `float32 [n, height * width * channels]` intensities in [0, 1] (pixel / 255),
+      row-major over (height, width, channel): `images[i].reshape(TFDS_IMAGE_SHAPES[name])`.
+
+  Raises:
+    ValueError: for an unknown `name` or `split`.
+    ImportError: without tensorflow-datasets and tensorflow installed.
+    DataNotFoundError: (a FileNotFoundError) if the data set is not prepared where looked and
+      downloading it is not allowed or fails; the message names the data set, every directory looked
+      in, the download error, and how to prepare it on another machine.
+    DataFormatError: if the prepared data holds images of another shape or dtype.
+  """
+  if name not in TFDS_IMAGE_SHAPES:
+    raise ValueError(f"`name` must be one of {tuple(TFDS_IMAGE_SHAPES)}; got {name!r}.")
+  if split not in ("train", "test"):
+    hint = " (these data sets have no validation split)" if split in ("valid", "validation") else ""
+    raise ValueError(f"`split` must be 'train' or 'test'; got {split!r}{hint}.")
+  dirs = _tfds_dirs(data_dir)
+  try:
+    import tensorflow_datasets as tfds  # Heavy and optional: imported only when used.
+  except ImportError as e:
+    raise ImportError(
+        f"The data set {name!r} is read through tensorflow-datasets, which (with tensorflow) is not "
+        f"installed: install the data extra, `pip install 'jax-vae[data]'`. ({e})"
+    ) from e
+  directory = next((d for d, _ in dirs if _tfds_prepared_in(name, d)), None)
+  if directory is None:
+    if not download:
+      raise DataNotFoundError(_tfds_not_found_message(name, split, dirs, None))
+    directory = dirs[0][0]
+    try:
+      _tfds_download_and_prepare(tfds, name, directory)
+    except Exception as e:  # noqa: BLE001 (no network, a read-only dir, a failed checksum, ...)
+      raise DataNotFoundError(_tfds_not_found_message(name, split, dirs, e)) from e
+  builder = tfds.builder(name, data_dir=os.fspath(directory))
+  batches = [np.asarray(batch["image"]) for batch in
+             tfds.as_numpy(builder.as_dataset(split=split, batch_size=_TFDS_BATCH))]
+  origin = f"the tensorflow-datasets {name!r} {split!r} split in {directory}"
+  if not batches:
+    raise DataFormatError(f"{origin}: holds no images; prepare it again (delete {directory / name}).")
+  images = np.concatenate(batches)
+  expected = TFDS_IMAGE_SHAPES[name]
+  if images.shape[1:] != expected or images.dtype != np.uint8:
+    raise DataFormatError(
+        f"{origin}: images have shape {images.shape[1:]} and dtype {images.dtype}; expected uint8 "
+        f"{expected}. Prepare it again (delete {directory / name})."
+    )
+  return images.reshape(images.shape[0], -1).astype(np.float32) / np.float32(255.0)

@@ -1,4 +1,5 @@
-"""Pictures of a model: image grids (samples, reconstructions). Imports matplotlib lazily."""
+"""Pictures of a model: image grids (samples, reconstructions, the 2-D latent manifold) of grey or
+RGB images of any size, and learning curves. Imports matplotlib lazily."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ def _import_matplotlib():
     import matplotlib
   except ImportError as e:
     raise ImportError(
-        "Plotting needs matplotlib: install the `plots` extra, `pip install 'vaex[plots]'`."
+        "Plotting needs matplotlib: install the `plots` extra, `pip install 'jax-vae[plots]'`."
     ) from e
   matplotlib.use("Agg", force=False)
   from matplotlib.figure import Figure
@@ -27,17 +28,61 @@ def _save_atomically(fig, path: str | os.PathLike, *, dpi: int) -> None:
   os.replace(tmp, path)
 
 
-def image_grid(images: np.ndarray, num_rows: int, image_shape: tuple[int, int] = (28, 28)):
-  """Tiles `images: [n, h*w]` (values in [0, 1]) into one `[rows*h, cols*w]` array, 1px gaps."""
+def _image_shape(image_shape) -> tuple[int, int, int]:
+  """`(h, w)` or `(h, w, c)` with c 1 (grey) or 3 (RGB), as `(h, w, c)`; ValueError otherwise."""
+  shape = tuple(int(s) for s in image_shape)
+  if len(shape) == 2:
+    shape = (*shape, 1)
+  if len(shape) != 3 or min(shape) < 1 or shape[2] not in (1, 3):
+    raise ValueError(
+        f"`image_shape` must be (height, width) or (height, width, channels) with 1 (grey) or 3 "
+        f"(RGB) channels; got {tuple(image_shape)!r}: e.g. (28, 28) for MNIST, (28, 20) for Frey "
+        "Face, (32, 32, 3) for CIFAR-10."
+    )
+  return shape
+
+
+def image_grid(images: np.ndarray, num_rows: int, image_shape: tuple[int, ...] = (28, 28), *,
+               zoom: int = 1, gap: int = 1) -> np.ndarray:
+  """Tiles images into one picture, row by row, with white gaps between them.
+
+  Args:
+    images: `[n, h*w*c]` (flat, row-major) or `[n, h, w(, c)]` values in [0, 1].
+    num_rows: rows of the grid; the columns are `ceil(n / num_rows)`.
+    image_shape: `(h, w)` or `(h, w, c)`, c = 1 (grey) or 3 (RGB).
+    zoom: each pixel becomes a `zoom x zoom` block (nearest neighbour, no resampling blur).
+    gap: white pixels between neighbouring images (after zooming); no margin around the grid.
+
+  Returns:
+    `float32 [rows * (zoom*h + gap) - gap, cols * (zoom*w + gap) - gap]` for grey images, with a
+    trailing axis of 3 for RGB.
+  """
+  h, w, c = _image_shape(image_shape)
   images = np.asarray(images, np.float32)
-  n = images.shape[0]
-  h, w = image_shape
+  n = images.shape[0] if images.ndim else 0
+  if images.ndim < 2 or images[0].size != h * w * c:
+    raise ValueError(
+        f"`images` must be [n, {h * w * c}] (or [n, {h}, {w}, {c}]) for image_shape "
+        f"{tuple(image_shape)}; got shape {images.shape}. Pass the data set's image shape: e.g. "
+        "(28, 28) for MNIST, (28, 20) for Frey Face, (32, 32, 3) for CIFAR-10."
+    )
+  images = images.reshape(n, h, w, c).repeat(zoom, axis=1).repeat(zoom, axis=2)
+  zh, zw = h * zoom, w * zoom
   num_cols = -(-n // num_rows)
-  grid = np.ones((num_rows * (h + 1) - 1, num_cols * (w + 1) - 1), np.float32)
+  grid = np.ones((num_rows * (zh + gap) - gap, num_cols * (zw + gap) - gap, c), np.float32)
   for i in range(n):
-    r, c = divmod(i, num_cols)
-    grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = images[i].reshape(h, w)
-  return grid
+    r, col = divmod(i, num_cols)
+    grid[r * (zh + gap): r * (zh + gap) + zh, col * (zw + gap): col * (zw + gap) + zw] = images[i]
+  return grid[..., 0] if c == 1 else grid
+
+
+def grid_zoom(num_rows: int, num_cols: int, image_shape: tuple[int, ...], *,
+              target_pixels: int = 1000) -> int:
+  """The zoom that makes a grid's longer side about `target_pixels` (2 to 8; 3 for a 10x10 MNIST
+  grid, 2 for a 20x20 manifold): images large enough to read at a glance."""
+  h, w, _ = _image_shape(image_shape)
+  longest = max(num_rows * (h + 1), num_cols * (w + 1))
+  return int(np.clip(target_pixels // longest, 2, 8))
 
 
 def save_image_grid(
@@ -46,19 +91,34 @@ def save_image_grid(
     *,
     num_rows: int,
     title: str = "",
-    image_shape: tuple[int, int] = (28, 28),
+    image_shape: tuple[int, ...] = (28, 28),
+    zoom: int | None = None,
 ) -> None:
-  """Writes `images: [n, h*w]` in [0, 1] as a grid PNG at `path` (written atomically)."""
+  """Writes `images: [n, h*w*c]` in [0, 1] as a grid PNG at `path` (written atomically).
+
+  The PNG is the grid itself, pixel for pixel: each image pixel a `zoom x zoom` block (None: about
+  1,000 pixels on the longer side, `grid_zoom`), 2-pixel white gaps, no margin, and the title (if
+  any) in a strip above. `image_shape` is `(h, w)` or `(h, w, c)` with c = 3 for RGB.
+  """
+  import textwrap
+
   Figure = _import_matplotlib()
-  grid = image_grid(images, num_rows, image_shape)
-  scale = 0.012
-  fig = Figure(figsize=(max(grid.shape[1] * scale, 4.5), grid.shape[0] * scale + (0.4 if title else 0)))
-  ax = fig.add_axes((0, 0, 1, 1 if not title else 1 - 0.4 / fig.get_figheight()))
-  ax.imshow(grid, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+  n = np.shape(images)[0]
+  zoom = zoom or grid_zoom(num_rows, -(-n // num_rows), image_shape)
+  grid = np.clip(image_grid(images, num_rows, image_shape, zoom=zoom, gap=2), 0.0, 1.0)
+  dpi = 100
+  height, width = grid.shape[:2]
+  lines = textwrap.wrap(title, max(20, width // 7)) if title else []
+  strip = 6 + 14 * len(lines)  # Pixels above the grid for the title.
+  fig = Figure(figsize=(width / dpi, (height + (strip if lines else 0)) / dpi))
+  ax = fig.add_axes((0, 0, 1, height / (height + (strip if lines else 0))))
+  if grid.ndim == 2:  # Grey as RGB: exact 8-bit values, no colormap lookup table in between.
+    grid = np.repeat(grid[..., None], 3, axis=-1)
+  ax.imshow(grid, interpolation="nearest")
   ax.set_axis_off()
-  if title:
-    fig.suptitle(title, fontsize=8, y=0.995, va="top")
-  _save_atomically(fig, path, dpi=150)
+  if lines:
+    fig.text(0.5, 1 - 3 / (height + strip), "\n".join(lines), fontsize=8, ha="center", va="top")
+  _save_atomically(fig, path, dpi=dpi)
 
 
 def latent_manifold_grid(num_per_side: int) -> np.ndarray:
@@ -73,15 +133,17 @@ def latent_manifold_grid(num_per_side: int) -> np.ndarray:
 
 
 def save_latent_manifold(decoder_mean, path: str | os.PathLike, *, num_per_side: int = 20,
-                         image_shape: tuple[int, int] = (28, 28), title: str = "") -> None:
-  """Draws the learned 2-D manifold: `decoder_mean(z: [n, 2]) -> [n, h*w]` at the grid points of
-  `latent_manifold_grid`, tiled into one PNG."""
+                         image_shape: tuple[int, ...] = (28, 28), title: str = "") -> None:
+  """Draws the learned 2-D manifold: `decoder_mean(z: [n, 2]) -> [n, h*w*c]` at the grid points of
+  `latent_manifold_grid`, tiled into one PNG. `image_shape`: `(h, w)` or `(h, w, c)`."""
+  h, w, c = _image_shape(image_shape)
   z = latent_manifold_grid(num_per_side)
   images = np.asarray(decoder_mean(z))
-  if images.shape != (len(z), image_shape[0] * image_shape[1]):
+  if images.shape != (len(z), h * w * c):
     raise ValueError(
-        f"`decoder_mean` must map z: [{len(z)}, 2] to [{len(z)}, {image_shape[0] * image_shape[1]}]; "
-        f"got {images.shape}. The manifold plot needs a model with latent_dim=2."
+        f"`decoder_mean` must map z: [{len(z)}, 2] to [{len(z)}, {h * w * c}] (image_shape "
+        f"{tuple(image_shape)}); got {images.shape}. The manifold plot needs a model with "
+        "latent_dim=2 and the data set's image shape."
     )
   save_image_grid(np.clip(images, 0.0, 1.0), path, num_rows=num_per_side, title=title,
                   image_shape=image_shape)

@@ -15,8 +15,9 @@ import jax
 import numpy as np
 import pytest
 
+import vaex
 from vaex import experiment
-from vaex._src import seeds
+from vaex._src import seeds, sharding, training
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("VAEX_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -162,3 +163,47 @@ def test_num_seeds_cannot_change_on_resume(runs):
   with pytest.raises(experiment.ConfigError, match=r"different config \(num_seeds: 2 -> 3\)"):
     experiment.train_and_evaluate(_config(num_seeds=3), str(vmapped_dir))
   assert (vmapped_dir / "metrics.jsonl").read_text() == before
+
+
+def test_vmapped_epoch_function_matches_single_runs_on_a_mesh():
+  """The program the training loop runs on a mesh of 4 devices (each replica's batch sharded along
+  "data") against one unvmapped run per seed on the same mesh, over two epochs (two data orders)."""
+  dim, num_examples, batch = 12, 64, 16
+  model = vaex.VAE(vaex.MLPEncoder(latent_dim=3, hidden_sizes=(16,)),
+                   vaex.BernoulliMLPDecoder(data_dim=dim, hidden_sizes=(16,)))
+  optimizer = training.make_optimizer("adam", 1e-2)
+  loss_fn = training.make_loss_fn(model, num_train=num_examples)
+  mesh = sharding.make_mesh(4)
+  data = (np.random.default_rng(0).uniform(size=(num_examples, dim)) < 0.4).astype(np.uint8)
+  data = sharding.put_replicated(data, mesh)
+  train_steps = training.make_train_steps(loss_fn, optimizer, batch_size=batch, mesh=mesh)
+  together = seeds.vmap_train_steps(train_steps, mesh=mesh)
+  stacked = sharding.put_replicated(seeds.create_train_state(5, 2, model, optimizer, dim), mesh)
+  stacked, first = together(stacked, data, 4)  # Epoch 0, then epoch 1.
+  stacked, second = together(stacked, data, 4)
+  assert int(stacked.step) == 8 and first["bound"].shape == (2, 4)
+  for s in range(2):
+    alone = sharding.put_replicated(
+        training.create_train_state(jax.random.key(5 + s), model, optimizer, dim), mesh)
+    alone, alone_first = train_steps(alone, data, 4)
+    alone, alone_second = train_steps(alone, data, 4)
+    np.testing.assert_allclose(np.concatenate([first["bound"][s], second["bound"][s]]),
+                               np.concatenate([alone_first["bound"], alone_second["bound"]]),
+                               rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(stacked.params), jax.tree.leaves(alone.params), strict=True):
+      np.testing.assert_allclose(np.asarray(a)[s], np.asarray(b), **PARAMS_TOL)
+
+
+def test_per_seed_training_records_split_every_per_step_value():
+  record = {"step": 4, "epoch": 0, "train_elbo": -1.0, "images_per_sec": 10.0, "wall_s": 2.0,
+            "train_kl": 9.0, "kl_weight": 9.0, "skipped_steps": 1}
+  nan = float("nan")
+  metrics = {"bound": np.array([[-1.0, -3.0], [-2.0, nan]]), "kl": np.array([[1.0, 2.0], [3.0, 5.0]]),
+             "kl_weight": np.array([[0.1, 0.2], [0.1, 0.2]])}
+  lines = seeds.per_seed_training_records(record, metrics, seed=7)
+  assert lines == [
+      {"step": 4, "epoch": 0, "seed": 7, "train_elbo": -2.0, "images_per_sec": 10.0, "wall_s": 2.0,
+       "train_kl": 1.5, "kl_weight": 0.2},
+      {"step": 4, "epoch": 0, "seed": 8, "train_elbo": -2.0, "images_per_sec": 10.0, "wall_s": 2.0,
+       "train_kl": 4.0, "kl_weight": 0.2, "skipped_steps": 1},
+  ]

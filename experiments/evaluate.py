@@ -8,6 +8,7 @@ prints the numbers with standard errors.
 """
 
 from _cli import FLAGS, setup
+from _entry import run
 from absl import app, flags
 
 from vaex import experiment
@@ -32,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

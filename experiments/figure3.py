@@ -45,7 +45,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from _entry import run
+from absl import flags
 
 import vaex
 from vaex import experiment
@@ -290,4 +291,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

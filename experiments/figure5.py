@@ -32,6 +32,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from _entry import run
 from absl import app, flags, logging
 
 from vaex import experiment
@@ -155,4 +156,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

@@ -5,7 +5,8 @@ r"""Summarizes a run from its metrics.jsonl and draws learning_curve.png next to
 
 import json
 
-from absl import app, flags
+from _entry import run
+from absl import flags
 
 from vaex import experiment
 from vaex._src import reporting
@@ -28,4 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

@@ -4,6 +4,7 @@ r"""Writes samples.png (decoder means of z ~ N(0, I)) and reconstructions.png of
 """
 
 from _cli import FLAGS, load_data_and_restore, setup
+from _entry import run
 from absl import app
 
 from vaex import experiment
@@ -21,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

@@ -29,7 +29,8 @@ import time
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags, logging
+from _entry import run
+from absl import flags, logging
 
 import vaex
 from vaex import experiment
@@ -111,4 +112,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

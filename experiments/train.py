@@ -5,6 +5,7 @@ r"""Trains a VAE from a config; re-running the same command resumes from the las
 """
 
 from _cli import FLAGS, setup
+from _entry import run
 from absl import app
 
 from vaex import experiment
@@ -21,4 +22,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run(main)

@@ -3,8 +3,12 @@
 Command:
   python experiments/train.py --config=experiments/configs/smoke.py --workdir=/tmp/vaex_smoke \
       --config.data_dir=../shared/data
-Runtime on 2 CPU cores: a few seconds after data loading (compilation dominates).
-Expected: test ELBO around -200 nats (it only checks that everything runs).
+Runtime on 2 CPU cores (measured 2026-12-02, cores shared with other jobs): 10-25 s of training,
+nearly all of it compiling the epoch function, and 45-100 s from the command to the result (loading
+the 50,000-image training file included).
+Expected (measured; the same in repeated runs): test ELBO -506.2 nats after epoch 1 and -400.4 after
+epoch 2 (valid -400.5). A model this small trained this briefly is far from MNIST's -100: the config
+only checks that everything runs.
 """
 
 from vaex import experiment

@@ -76,8 +76,8 @@ def default_config() -> ml_collections.ConfigDict:
   # Independent replicas (init, data order, noise) trained as one compiled program, replica s with
   # seed + s: jax.vmap over the train state in the epoch scan (vaex/_src/seeds.py). Metrics lines
   # and evaluations get a `seed` field, one checkpoint holds all replicas, images show replica 0.
-  # Needs data_placement="device" and algorithm="aevb"; on 2 CPU cores it is slower than sequential
-  # runs (BUILD_NOTES), the point is filling a GPU/TPU. Not changeable on resume.
+  # Needs data_placement="device". On 2 CPU cores it is slower than sequential runs (0.72x,
+  # BUILD_NOTES); the point is filling a GPU/TPU. Not changeable on resume.
   c.num_seeds = 1
   # Devices: data parallelism over a jax.sharding.Mesh (batch sharded, parameters replicated).
   c.num_devices = 0  # 0: every device of every process; 1: a mesh of one.

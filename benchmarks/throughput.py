@@ -32,6 +32,8 @@ timed repeats. Variants:
   * after all of the above, the same compile with JAX's persistent compilation cache warm (what a
     rerun, a resume, or evaluate after train costs with the experiment scripts' default cache).
   * 8 small models trained at once with `jax.vmap` over seeds vs the same 8 one after another.
+  * `config.num_seeds` = 4 on the paper's model: the training loop's program (`make_train_steps`
+    vmapped by `vaex/_src/seeds.py`) vs the same 4 replicas one after another (not with --quick).
   * with `--torch`, a plain PyTorch loop of the same model (skipped with a note if torch is missing).
 
 FLOPs count only the dense layers (elementwise work is not counted): a training image costs
@@ -88,6 +90,7 @@ from vaex._src import evaluation, training  # noqa: E402
 DIM_X = 784
 BATCH_SIZE = 100
 NUM_MODELS = 8  # Models trained at once in the vmap-over-seeds comparison.
+NUM_SEEDS = 4  # Replicas of the paper's model in the config.num_seeds comparison.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -753,6 +756,33 @@ def vmap_over_seeds(
   )
 
 
+def num_seeds_program(setup: Setup, epoch: EpochFunction) -> tuple[Variant, Variant]:
+  """`config.num_seeds` = `NUM_SEEDS` on the paper's model, as the training loop runs it (the epoch
+  function vmapped by `seeds.vmap_train_steps`, one scalar step), against the same replicas one after
+  another with the epoch function's own executable."""
+  from vaex._src import seeds
+
+  data = setup.train_device
+  states = [new_state(20 + s, setup.model, setup.optimizer) for s in range(NUM_SEEDS)]
+  together = seeds.vmap_train_steps(epoch.train_steps)
+  stacked = stack_on_host(states).replace(step=jnp.asarray(np.int32(0)))  # One step for all.
+  compiled = together.lower(stacked, data, setup.steps).compile()
+  box = {"together": stacked, "separate": states}
+
+  def run_together():
+    box["together"], _ = jax.block_until_ready(compiled(box["together"], data))
+
+  def run_separate():
+    for s in range(NUM_SEEDS):
+      box["separate"][s], _ = jax.block_until_ready(epoch.compiled(box["separate"][s], data))
+
+  images = NUM_SEEDS * setup.images_per_call
+  flops = images * setup.flops_per_image
+  name = f"config.num_seeds={NUM_SEEDS}, the paper's model"
+  return (Variant("num_seeds", f"{name}, one program", run_together, images, flops),
+          Variant("num_seeds_sequential", f"{name}, one after another", run_separate, images, flops))
+
+
 def torch_loop(setup: Setup) -> Variant | None:
   """A plain PyTorch training loop of the same model, or None (with a note) without torch."""
   try:
@@ -923,6 +953,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   variants += [epoch_calls, per_step, naive, flax_ex, *numpyro_variants, iwae, vmapped, sequential]
   if not args.quick:  # Compiling costs seconds; --quick has the cold compile only.
     variants.append(fresh_compile(setup))
+  if not args.quick:  # config.num_seeds: four epochs per call and variant, a full run only.
+    variants += num_seeds_program(setup, epoch_fn)
   torch_variant = torch_loop(setup) if args.torch else None
   if torch_variant is not None:
     variants.append(torch_variant)
@@ -979,6 +1011,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
       "sequential_seeds_images_per_sec": median(sequential.images_per_sec()),
       "vmap_seeds_ratio": paired_ratio(vmapped, sequential),
       "vmap_seeds_models": NUM_MODELS,
+      **({"num_seeds_ratio": paired_ratio(by_key["num_seeds"], by_key["num_seeds_sequential"]),
+          "num_seeds": NUM_SEEDS} if "num_seeds" in by_key else {}),
       "train_bound_last_step": last_bound,
       **recompilation,
   }
@@ -1022,6 +1056,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + " (images per CPU-second of this process; robust to other load)")
   print(f"vmap over {NUM_MODELS} seeds vs one after another: {results['vmap_seeds_ratio']:.2f}x "
         "total images/s")
+  if "num_seeds_ratio" in results:
+    print(f"config.num_seeds={NUM_SEEDS} (paper's model, one program) vs one after another: "
+          f"{results['num_seeds_ratio']:.2f}x total images/s")
   print(f"train bound at the last timed step: {last_bound:.2f} nats; IWAE-{settings.iwae_samples} "
         f"mean on {settings.iwae_images} test images after the warm-up epoch: "
         f"{results['iwae_mean_bound']:.2f}")

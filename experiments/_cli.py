@@ -58,7 +58,12 @@ def setup() -> None:
 
 def load_data_and_restore(config: ml_collections.ConfigDict, workdir: str):
   """`(splits, model, state)`: the config's data splits and the latest checkpoint of the run in
-  `workdir` (the data give the training-set size and the input dimension the model is built for)."""
+  `workdir` (the data give the training-set size and the input dimension the model is built for).
+  A run of `config.num_seeds` > 1 replicas gives replica 0's state (seed `config.seed`)."""
   splits = experiment.load_datasets(config)
   model, state, _ = experiment.restore_latest(config, workdir, *splits["train"].shape)
+  if config.num_seeds > 1:
+    from vaex._src import seeds
+
+    state = seeds.replica_state(state, 0)
   return splits, model, state

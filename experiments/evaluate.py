@@ -3,7 +3,8 @@ r"""Evaluates the latest checkpoint: test ELBO and the IWAE-k log-likelihood (k 
   python experiments/evaluate.py --config=experiments/configs/mnist_adam.py --workdir=/tmp/run \
       [--config.eval_iwae_samples=5000] [--num_test_examples=1000]
 
-Appends one line to metrics.jsonl in the workdir and prints the numbers with standard errors.
+Appends one line to metrics.jsonl in the workdir (one per seed for a run of config.num_seeds > 1) and
+prints the numbers with standard errors.
 """
 
 from _cli import FLAGS, setup
@@ -20,13 +21,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   setup()
-  r = experiment.evaluate_checkpoint(FLAGS.config, FLAGS.workdir,
-                                    num_test_examples=FLAGS.num_test_examples)
-  print(f"step {r['step']} (epoch {r['epoch']}), {r['test_examples']} test examples: test ELBO "
-        f"{r['test_elbo']:.2f} +- {r['test_elbo_stderr']:.2f} nats; test log-likelihood "
-        f"(IWAE-{r['test_iwae_k']}) "
-        f"{r['test_log_likelihood']:.2f} +- {r['test_log_likelihood_stderr']:.2f} nats "
-        f"({r['eval_seconds']:.1f} s)")
+  records = experiment.evaluate_checkpoint(FLAGS.config, FLAGS.workdir,
+                                          num_test_examples=FLAGS.num_test_examples)
+  for r in records if isinstance(records, list) else [records]:  # A list: one per seed.
+    seed = f"seed {r['seed']}, " if "seed" in r else ""
+    print(f"{seed}step {r['step']} (epoch {r['epoch']}), {r['test_examples']} test examples: test "
+          f"ELBO {r['test_elbo']:.2f} +- {r['test_elbo_stderr']:.2f} nats; test log-likelihood "
+          f"(IWAE-{r['test_iwae_k']}) "
+          f"{r['test_log_likelihood']:.2f} +- {r['test_log_likelihood_stderr']:.2f} nats "
+          f"({r['eval_seconds']:.1f} s)")
 
 
 if __name__ == "__main__":

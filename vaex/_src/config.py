@@ -94,6 +94,12 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_epochs = 10
   c.steps_per_call = 0  # Updates per compiled call; 0: a whole epoch.
   c.seed = 0
+  # Independent replicas (init, data order, noise) trained as one compiled program, replica s with
+  # seed + s: jax.vmap over the train state in the epoch scan (vaex/_src/seeds.py). Metrics lines
+  # and evaluations get a `seed` field, one checkpoint holds all replicas, images show replica 0.
+  # Needs data_placement="device". On 2 CPU cores it is slower than sequential runs (0.72x,
+  # BUILD_NOTES); the point is filling a GPU/TPU. Not changeable on resume.
+  c.num_seeds = 1
   # Devices: data parallelism over a jax.sharding.Mesh (batch sharded, parameters replicated).
   c.num_devices = 0  # 0: every device of every process; 1: a mesh of one.
   c.data_placement = "device"  # "device": data set on the devices, epochs in lax.scan;
@@ -136,6 +142,16 @@ def fail(key: str, message: str) -> None:
   raise ConfigError(f"config.{key}: {message}")
 
 
+def _validate_num_seeds(config: ml_collections.ConfigDict) -> None:
+  """The combinations many seeds in one program (`num_seeds` > 1) does not support."""
+  if config.num_seeds == 1:
+    return
+  if config.data_placement != "device":
+    fail("num_seeds", f"= {config.num_seeds} vmaps the on-device epoch function over the replicas; "
+         f"data_placement={config.data_placement!r} feeds one step at a time from the host. Set "
+         "data_placement='device', or train the seeds as separate runs (num_seeds=1, seed=s).")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Checks every value before anything is loaded or written; raises ConfigError naming the key."""
   unknown = sorted(set(config.keys()) - set(default_config().keys()))
@@ -173,6 +189,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     positive_int(key)
   for key in ("num_train_examples", "steps_per_call", "num_sample_images", "seed", "num_devices"):
     positive_int(key, allow_zero=True)
+  positive_int("num_seeds")
+  _validate_num_seeds(config)
   for key in ("learning_rate", "min_variance", "adam_eps", "adagrad_initial_accumulator"):
     positive_float(key)
   positive_float("prior_precision", allow_zero=True)

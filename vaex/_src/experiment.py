@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vaex._src import checkpointing, evaluation, sharding, training, wake_sleep
+from vaex._src import checkpointing, evaluation, seeds, sharding, training, wake_sleep
 from vaex._src.builders import build_model, build_optimizer, load_datasets
 from vaex._src.config import validate_config
 from vaex._src.run_evaluation import EVAL_STREAM, eval_batch_size, write_images
@@ -153,7 +153,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
       input_transform=config.input_transform, mesh=mesh,
   )
 
-  state = training.create_train_state(jax.random.key(config.seed), model, optimizer, data_dim)
+  state = seeds.create_train_state(config.seed, config.num_seeds, model, optimizer, data_dim)
   state = sharding.put_replicated(state, mesh)
   checkpointer = checkpointing.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints
@@ -173,6 +173,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     train_steps = training.make_train_steps(
         loss_fn, optimizer, batch_size=config.batch_size, input_transform=config.input_transform,
         mesh=mesh)
+    if config.num_seeds > 1:  # All replicas in one program (vaex/_src/seeds.py).
+      train_steps = seeds.vmap_train_steps(train_steps, mesh=mesh)
     compiled: dict[int, Callable] = {}
 
     def run(state, num_steps):
@@ -194,10 +196,17 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     def compiled_name(num_steps):
       return "the training step"
 
-  eval_key = jax.random.fold_in(state.key, EVAL_STREAM)
+  def evaluate(state) -> list[dict[str, Any]]:
+    """The validation and test ELBO: one record per replica (with a `seed` field when S > 1)."""
+    step = _step_of(state)
+    return [{"step": step, "epoch": step // steps_per_epoch, **seed_field, **_evaluate_epoch(
+                dataset_bound, params, jax.random.fold_in(key, EVAL_STREAM), on_device)}
+            for seed_field, params, key in seeds.replicas(state, config.seed, config.num_seeds)]
+
   steps_per_call = config.steps_per_call or steps_per_epoch
   progress = _Progress(total_steps, _step_of(state), enabled=is_writer)
   last_eval: dict[str, Any] = {}
+  last_evals: list[dict[str, Any]] = []
   try:
     while _step_of(state) < total_steps:
       step = _step_of(state)
@@ -218,7 +227,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
       advice = ("Lower the learning rate, set config.grad_clip_norm, or set "
                 "config.on_non_finite='skip' to drop such updates.")
       if not finite.all() and config.on_non_finite == "stop":
-        bad = step + 1 + int(np.argmin(finite))
+        bad = step + 1 + int(np.argmin(finite.reshape(-1, num_steps).all(axis=0)))
         raise FloatingPointError(
             f"The training bound became non-finite at step {bad}. No checkpoint was written after "
             f"it; the last good checkpoint is step {checkpointer.latest_step()} in "
@@ -244,15 +253,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
         records[0]["compile_s"] = compile_s
       if "kl_weight" in metrics:  # The KL knobs are on: the weight in force and the mean KL.
         kl, kl_weight = sharding.to_host(metrics["kl"]), sharding.to_host(metrics["kl_weight"])
-        records[0].update(train_kl=float(np.mean(kl)), kl_weight=float(kl_weight[-1]))
+        records[0].update(train_kl=float(np.mean(kl)), kl_weight=float(kl_weight.flat[-1]))
       if not finite.all():
         records[0]["skipped_steps"] = int((~finite).sum())
         progress.log(f"skipped {int((~finite).sum())} non-finite updates before step {new_step}")
+      if config.num_seeds > 1:  # One line per replica, each with its `seed`.
+        records = seeds.per_seed_training_records(records[0], jax.tree.map(
+            sharding.to_host, metrics), config.seed)
       epoch_done = new_step % steps_per_epoch == 0
       if epoch_done and (epoch % config.eval_every_epochs == 0 or new_step == total_steps):
-        last_eval = {"step": new_step, "epoch": epoch,
-                     **_evaluate_epoch(dataset_bound, state.params, eval_key, on_device)}
-        records.append(last_eval)
+        last_evals = evaluate(state)
+        last_eval = last_evals[0]
+        records.extend(last_evals)
         progress.log(f"epoch {epoch}: train ELBO {records[0]['train_elbo']:.2f}, valid ELBO "
                      f"{last_eval['valid_elbo']:.2f}, test ELBO {last_eval['test_elbo']:.2f} nats "
                      f"({records[0]['images_per_sec']:.0f} images/s)")
@@ -267,11 +279,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     checkpointer.close()
 
   if not last_eval:  # Resumed a finished run, or evaluation was not due: evaluate now.
-    last_eval = {"step": _step_of(state), "epoch": _step_of(state) // steps_per_epoch,
-                 **_evaluate_epoch(dataset_bound, state.params, eval_key, on_device)}
-  if is_writer:
-    write_images(model, state.params, state.key, splits["test"], config, workdir)
-  return {**last_eval, "wall_s": wall_s, "workdir": workdir}
+    last_evals = evaluate(state)
+    last_eval = last_evals[0]
+  if is_writer:  # Replica 0's samples and reconstructions.
+    _, params, key = next(seeds.replicas(state, config.seed, config.num_seeds))
+    write_images(model, params, key, splits["test"], config, workdir)
+  per_seed = {"per_seed": last_evals} if config.num_seeds > 1 else {}
+  return {**last_eval, **per_seed, "wall_s": wall_s, "workdir": workdir}
 
 
 def _step_of(state: training.TrainState) -> int:

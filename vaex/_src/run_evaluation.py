@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from vaex._src import checkpointing, diagnostics, evaluation, priors, sharding, training
+from vaex._src import checkpointing, diagnostics, evaluation, priors, seeds, sharding, training
 from vaex._src import vae as vae_lib
 from vaex._src.builders import build_model, build_optimizer, load_datasets
 from vaex._src.config import IMAGE_SHAPES, validate_config
@@ -32,12 +32,15 @@ def eval_batch_size(config: ml_collections.ConfigDict, mesh) -> int:
 
 
 def restore_latest(config: ml_collections.ConfigDict, workdir: str, num_train: int, data_dim: int):
-  """The model and the latest train state of the run in `workdir` (for evaluation and sampling)."""
+  """The model and the latest train state of the run in `workdir` (for evaluation and sampling).
+
+  With `config.num_seeds` > 1 the state holds every replica, stacked (see `vaex/_src/seeds.py`).
+  """
   validate_config(config)
   steps_per_epoch = num_train // config.batch_size
   model = build_model(config, data_dim)
   optimizer = build_optimizer(config, steps_per_epoch)
-  template = training.create_train_state(jax.random.key(config.seed), model, optimizer, data_dim)
+  template = seeds.create_train_state(config.seed, config.num_seeds, model, optimizer, data_dim)
   template = sharding.put_replicated(template, sharding.make_mesh(config.num_devices))
   checkpointer = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"))
   try:
@@ -53,7 +56,8 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str, num_train: i
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
-                        num_test_examples: int = 0) -> dict[str, Any]:
+                        num_test_examples: int = 0, replica: int | None = None
+                        ) -> dict[str, Any] | list[dict[str, Any]]:
   """Test ELBO and the IWAE-k log-likelihood estimate (k = config.eval_iwae_samples) of the latest
   checkpoint; appends them to `metrics.jsonl` and returns them.
 
@@ -61,15 +65,27 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   run: a quick look at a run in progress; the record says how many were used). Not the first n:
   the static-MNIST test split is stored in blocks by class, so its first 1,000 are mostly zeros.
   0, the protocol, uses the whole test split.
+
+  A run of `config.num_seeds` = S > 1 replicas gets one record per replica, each with its `seed`
+  (config.seed + s), returned as a list; `replica` = s evaluates only replica s.
   """
   validate_config(config)
   if isinstance(num_test_examples, bool) or not isinstance(num_test_examples, int) \
       or num_test_examples < 0:
     raise ValueError(f"num_test_examples must be an int >= 0 (0: the whole test split); got "
                      f"{num_test_examples!r}.")
+  if config.num_seeds > 1 and replica is None:
+    return [evaluate_checkpoint(config, workdir, num_test_examples=num_test_examples, replica=s)
+            for s in range(config.num_seeds)]
+  if replica is not None and not (config.num_seeds > 1 and 0 <= replica < config.num_seeds):
+    raise ValueError(f"replica must be None or in [0, config.num_seeds) = [0, {config.num_seeds}) "
+                     f"for a run of num_seeds > 1; got {replica!r}.")
   workdir = os.path.abspath(workdir)
   splits = load_datasets(config)
   model, state, steps_per_epoch = restore_latest(config, workdir, *splits["train"].shape)
+  seed_field = {}
+  if replica is not None:  # Replica s of a stacked state, as the state of a single run.
+    state, seed_field = seeds.replica_state(state, replica), {"seed": config.seed + replica}
   mesh = sharding.make_mesh(config.num_devices)
   test_split = splits["test"]
   if 0 < num_test_examples < test_split.shape[0]:
@@ -99,7 +115,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   activity = np.asarray(sharding.to_host(diagnostics.posterior_mean_variance(mean)))
   step = int(sharding.to_host(state.step))
   record = {
-      "step": step, "epoch": step // steps_per_epoch,
+      "step": step, "epoch": step // steps_per_epoch, **seed_field,
       "source": "evaluate", "test_examples": int(test_split.shape[0]),
       "test_elbo": elbo, "test_elbo_stderr": elbo_se,
       "test_iwae_k": k, "test_log_likelihood": log_lik, "test_log_likelihood_stderr": log_lik_se,

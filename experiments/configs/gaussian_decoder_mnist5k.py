@@ -1,6 +1,7 @@
-"""Gaussian decoder on 5,000 grayscale MNIST digits: our stand-in for the paper's Frey Face model.
+"""Gaussian decoder on 5,000 grayscale MNIST digits: the paper's Frey Face model on other data.
 
-The Frey Face data is not available on these machines. This is the paper's Frey Face architecture
+Written when Frey Face was not available here; `frey_face.py` now trains on Frey Face itself. This is
+the paper's Frey Face architecture
 (200 tanh hidden units, Gaussian decoder with sigmoid means, small latent space) on continuous
 intensities in [0, 1]: `mnist_5k_grayscale.csv.gz`, 4,500 images for training, 500 held out.
 The decoder variance is softplus(h) + 1e-3, so bounds are densities and can be positive.

@@ -12,7 +12,7 @@ Command:
   python experiments/evaluate.py --workdir=runs/iwae_k5 \
       --config=experiments/configs/iwae_benchmark_k5.py \
       --config.data_dir=../shared/data
-Runtime on 2 CPU cores (AMD EPYC): about 1.5-3k images/s while sharing the cores (roughly 8-15 hours
+Runtime on 2 CPU cores (AMD EPYC): about 3.5-4.6k images/s while sharing the cores (roughly 8-15 hours
 for the 3,280 passes); measured so far: -91.20 +- 0.79 on a 1,000-example subset after 70 passes;
 after 40 passes on all 10,000 test images, -91.85 +- 0.24 with the plain gradient (640 s of training)
 and -91.16 +- 0.24 with DReG (`--config.gradient_estimator=dreg`), BUILD_NOTES.md. Ready to run unchanged

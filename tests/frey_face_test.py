@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io as scipy_io  # A test dependency (the loader imports it only for .mat files).
 
 import vaex.data
 from vaex import experiment
@@ -84,7 +85,6 @@ def test_real_file_shape_values_checksum_and_orientation():
 
 @needs_real
 def test_real_file_plain_gzip_and_mat_are_identical(tmp_path):
-  scipy_io = pytest.importorskip("scipy.io")
   from_gzip = vaex.data.load_frey_face(REAL_DIR)
   plain = tmp_path / "plain"
   plain.mkdir()
@@ -116,7 +116,6 @@ def test_small_text_file_loads_without_checksum(tmp_path, compressed):
 
 
 def test_small_mat_file_loads_without_checksum(tmp_path):
-  scipy_io = pytest.importorskip("scipy.io")
   pixels = _random_pixels(4)
   scipy_io.savemat(tmp_path / "frey_rawface.mat", {"ff": pixels.T})
   x = vaex.data.load_frey_face(tmp_path, verify_checksum=False)
@@ -191,7 +190,6 @@ def test_corrupt_gzip_is_a_format_error(tmp_path):
     ids=["no_ff", "transposed", "above_255", "fraction"],
 )
 def test_mat_format_errors(tmp_path, contents, expected):
-  scipy_io = pytest.importorskip("scipy.io")
   path = tmp_path / "frey_rawface.mat"
   scipy_io.savemat(path, contents)
   with pytest.raises(DataFormatError, match=expected) as info:
@@ -200,7 +198,6 @@ def test_mat_format_errors(tmp_path, contents, expected):
 
 
 def test_mat_file_that_is_not_a_mat_file(tmp_path):
-  pytest.importorskip("scipy.io")
   path = tmp_path / "frey_rawface.mat"
   path.write_bytes(b"MATLAB? no." * 50)
   with pytest.raises(DataFormatError, match="not a readable MATLAB .mat file.*copy it again"):

@@ -91,8 +91,6 @@ def test_full_covariance_with_estimator_b_uses_its_closed_form_kl(tmp_path):
 
 def test_conv_architecture_takes_only_the_diagonal_posterior():
   config = _tiny(posterior="flow")
-  if "architecture" not in config:
-    pytest.skip("the architecture key is not in this checkout yet")
   config.architecture = "conv"
   with pytest.raises(experiment.ConfigError, match="config.posterior: .*architecture='conv'"):
     experiment.validate_config(config)

@@ -3,10 +3,10 @@
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import vaex
 
@@ -70,7 +70,6 @@ def test_readme_bring_your_own_example_runs(allow_rank_promotion):
 def test_distribution_name_py_typed_and_install_hints():
   # PyPI's `vaex` is an unrelated DataFrame library that also imports as `vaex`: the distribution is
   # `jax-vae`, and every install hint a user meets must name it.
-  tomllib = pytest.importorskip("tomllib")
   project = tomllib.loads((ROOT / "pyproject.toml").read_text())
   assert project["project"]["name"] == "jax-vae"
   assert "py.typed" in project["tool"]["setuptools"]["package-data"]["vaex"]

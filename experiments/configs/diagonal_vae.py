@@ -7,8 +7,9 @@ q(z|x) diagonal, p(z) = N(0, I), Bernoulli decoder; estimator A (L = 1) as in th
 100 passes. Only the posterior or prior differs in the catalogue configs.
 
 Command (the side-by-side table of the catalogue at one budget):
-  python experiments/benchmark_table.py --configs=diagonal_vae,full_covariance,flow_posterior,vamp_prior \
-      --seeds=1 --workdir=runs/catalogue --data_dir=../shared/data --config.num_epochs=10 \
+  python experiments/benchmark_table.py \
+      --configs=diagonal_vae,full_covariance,flow_posterior,vamp_prior --seeds=1 \
+      --workdir=runs/catalogue --data_dir=../shared/data --config.num_epochs=10 \
       --num_test_examples=1000
 Runtime on 2 CPU cores and expected numbers: BUILD_NOTES.md, "The model catalogue (issue 14)".
 """

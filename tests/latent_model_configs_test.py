@@ -111,3 +111,23 @@ def test_the_configs_build_their_models(name):
   shapes = jax.eval_shape(model.init, jax.random.key(0), jax.numpy.zeros((1, 784)))
   assert "encoder" in shapes["params"]
   assert ("prior" in shapes["params"]) == (config.prior != "standard_normal")
+
+
+@pytest.mark.parametrize("likelihood, outputs_per_pixel", [("bernoulli", 1), ("categorical", 256)])
+def test_iwae_chunks_bound_the_decoder_outputs_whatever_the_likelihood(likelihood, outputs_per_pixel):
+  import jax
+
+  from vaex._src import builders, run_evaluation
+
+  config = _tiny(likelihood=likelihood, dataset="mnist5k_grayscale",
+                 input_transform="binary" if likelihood == "bernoulli" else "intensity")
+  model = builders.build_model(config, 784)
+  params = model.init(jax.random.key(0), np.zeros((1, 784), np.float32))
+  batch, chunk = run_evaluation.iwae_chunking(model, params, config.latent_dim, 5000, 2)
+  assert batch % 2 == 0
+  outputs = batch * chunk * 784 * outputs_per_pixel
+  assert outputs <= run_evaluation.IWAE_CHUNK_OUTPUTS  # 4 GB of categorical logits before: 5,000 rows.
+  if likelihood == "bernoulli":
+    assert (batch, chunk) == (10, 500)  # Unchanged for the benchmark models.
+  else:
+    assert outputs >= run_evaluation.IWAE_CHUNK_OUTPUTS // 2

@@ -199,11 +199,13 @@ def elbo(
   """The SGVB estimate of the evidence lower bound, one value per example.
 
   Kingma & Welling (2013), Section 2.3:
-    * `analytic_kl=True`, estimator B (eq. 7): -KL(q(z|x) || p(z)) + 1/L sum_l log p(x|z_l). The KL
-      is in closed form: `vaex.gaussian_kl` for `(mean, log_var)` against N(0, I), otherwise the KL
-      distrax registers for the pair. Where none exists (a flow posterior, a mixture prior) a
-      ValueError says so: use estimator A.
-    * `analytic_kl=False`, estimator A (eq. 6): 1/L sum_l [log p(x, z_l) - log q(z_l|x)].
+
+  * `analytic_kl=True`, estimator B (eq. 7): -KL(q(z|x) || p(z)) + 1/L sum_l log p(x|z_l). The KL
+    is in closed form: `vaex.gaussian_kl` for `(mean, log_var)` against N(0, I), otherwise the KL
+    distrax registers for the pair. Where none exists (a flow posterior, a mixture prior) a
+    ValueError says so: use estimator A.
+  * `analytic_kl=False`, estimator A (eq. 6): 1/L sum_l [log p(x, z_l) - log q(z_l|x)].
+
   Both are unbiased for the ELBO; B usually has lower variance.
 
   Args:

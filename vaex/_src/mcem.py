@@ -132,11 +132,13 @@ def make_mcem_step(
   """`step(state, data, indices, key) -> (state, metrics)`: one jitted MCEM step, state donated.
 
   Arguments of `step`:
-    state: an `MCEMState` from `init_mcem_state` (it is donated: do not reuse it).
-    data: `[num_train, dim_x]` the whole training set, kept on the device (uint8 or float); row i
-      owns chain i of the state.
-    indices: `int [batch]` rows of `data` in this minibatch (distinct).
-    key: a `jax.random.key` for this step, e.g. `fold_in(run_key, step)`.
+
+  * state: an `MCEMState` from `init_mcem_state` (it is donated: do not reuse it).
+  * data: `[num_train, dim_x]` the whole training set, kept on the device (uint8 or float); row i
+    owns chain i of the state.
+  * indices: `int [batch]` rows of `data` in this minibatch (distinct).
+  * key: a `jax.random.key` for this step, e.g. `fold_in(run_key, step)`.
+
   `metrics` (scalars): `log_likelihood` and `log_joint` (mean log p(x|z) and log p(x, z) at the
   new samples, before the M-step), `loss` (the first M-step's loss), `acceptance` (mean acceptance
   probability of the transitions), `step_size` (mean adapted step size of the batch).

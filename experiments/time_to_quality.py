@@ -2,7 +2,7 @@ r"""Time to quality: test ELBO (lines) and IWAE-k test log-likelihood (markers) 
 seconds, for several runs side by side, from their `metrics.jsonl` (no retraining).
 
   python experiments/time_to_quality.py --runs=protocol:runs/vae_k1,recipe:runs/fast_vae \
-      --target=-100 --out=runs/time_to_quality.png
+      --target=-100 --out=runs/time_to_quality.png [--reference=paper:18412:-88.65]
 
 `--runs` is a comma-separated list of LABEL:WORKDIR (or WORKDIR, labelled by its name). Training
 seconds are the runs' own `wall_s` (time inside the training calls; evaluation, checkpoints and
@@ -24,6 +24,8 @@ flags.DEFINE_float("target", -100.0, "Test ELBO target (nats).")
 flags.DEFINE_float("ll_target", -88.7, "Test log-likelihood (IWAE-k) target (nats).")
 flags.DEFINE_string("out", "time_to_quality.png", "Output PNG path.")
 flags.DEFINE_string("title", "", "Figure title.")
+flags.DEFINE_list("reference", [], "Recorded results drawn as stars, LABEL:SECONDS:LOG_LIKELIHOOD "
+                  "(e.g. 'protocol:18412:-88.65' for a run whose metrics are not at hand).")
 FLAGS = flags.FLAGS
 
 
@@ -35,6 +37,23 @@ def parse_runs(specs: list[str]) -> dict[str, str]:
     path = path or label
     runs[label or os.path.basename(os.path.normpath(path))] = path
   return runs
+
+
+def parse_references(specs: list[str]) -> dict[str, tuple[float, float]]:
+  """`["label:seconds:value"]` -> `{label: (seconds, value)}`; the label may contain colons."""
+  references = {}
+  for spec in specs:
+    parts = spec.rsplit(":", 2)
+    try:
+      label, seconds, value = parts[0], float(parts[1]), float(parts[2])
+    except (IndexError, ValueError):
+      raise app.UsageError(
+          f"--reference: {spec!r} is not LABEL:SECONDS:LOG_LIKELIHOOD (e.g. protocol:18412:-88.65)."
+      ) from None
+    if not label or seconds <= 0:
+      raise app.UsageError(f"--reference: {spec!r} needs a label and seconds > 0.")
+    references[label] = (seconds, value)
+  return references
 
 
 def summarize_run(records: list[dict], target: float, ll_target: float) -> dict:
@@ -55,6 +74,7 @@ def summarize_run(records: list[dict], target: float, ll_target: float) -> dict:
 def main(argv):
   del argv
   runs = parse_runs(FLAGS.runs)
+  references = parse_references(FLAGS.reference)
   curves, points, lines = {}, {}, []
   for label, workdir in runs.items():
     if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
@@ -68,7 +88,7 @@ def main(argv):
   for line in lines:
     print(json.dumps(line))
   reporting.plot_time_to_quality(curves, FLAGS.out, points=points, target=FLAGS.target,
-                                 title=FLAGS.title)
+                                 title=FLAGS.title, references=references)
   with open(f"{FLAGS.out}.jsonl", "w") as f:
     f.writelines(json.dumps(line) + "\n" for line in lines)
   print(f"wrote {FLAGS.out} and {FLAGS.out}.jsonl")

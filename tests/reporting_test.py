@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vaex import experiment
 from vaex._src import reporting
 
@@ -45,7 +47,7 @@ def test_time_to_quality_script_writes_the_figure_and_one_line_per_run(tmp_path)
   result = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "time_to_quality.py"),
        f"--runs=protocol:{tmp_path / 'slow'},{tmp_path / 'fast'}", "--target=-100",
-       "--ll_target=-91", f"--out={out}"],
+       "--ll_target=-91", f"--out={out}", "--reference=paper (recorded):400:-89.5"],
       capture_output=True, text=True, check=True, cwd=tmp_path)
   assert out.stat().st_size > 10_000
   lines = [json.loads(line) for line in (tmp_path / "ttq.png.jsonl").read_text().splitlines()]
@@ -56,3 +58,18 @@ def test_time_to_quality_script_writes_the_figure_and_one_line_per_run(tmp_path)
   assert by_label["fast"]["seconds_to_log_likelihood_target"] == 40.0
   assert by_label["protocol"]["seconds_to_log_likelihood_target"] is None
   assert "wrote" in result.stdout
+
+
+def test_references_are_parsed_and_bad_ones_refused():
+  sys.path.insert(0, str(ROOT / "experiments"))
+  try:
+    import time_to_quality
+  finally:
+    sys.path.pop(0)
+  from absl import app
+
+  assert time_to_quality.parse_references(["protocol:18412:-88.65", "a:b:1:-2"]) == {
+      "protocol": (18412.0, -88.65), "a:b": (1.0, -2.0)}
+  for bad in ("protocol:-88.65", "protocol:soon:-88.65", ":10:-88", "p:0:-88"):
+    with pytest.raises(app.UsageError, match="--reference"):
+      time_to_quality.parse_references([bad])

@@ -92,9 +92,12 @@ def time_to_target(rows: list[dict[str, float]], target: float, key: str = "test
 
 def plot_time_to_quality(curves: dict[str, list[dict[str, float]]], path: str | os.PathLike, *,
                          points: dict[str, list[dict[str, float]]] | None = None,
-                         target: float | None = None, title: str = "") -> None:
+                         target: float | None = None, title: str = "",
+                         references: dict[str, tuple[float, float]] | None = None) -> None:
   """Test ELBO against training seconds (log scale), one line per run; IWAE-k log-likelihood
-  evaluations as markers with their standard errors. `curves` maps a label to `learning_curve` rows."""
+  evaluations as markers with their standard errors. `curves` maps a label to `learning_curve` rows;
+  `references` maps a label to a recorded `(training seconds, test log p(x))` drawn as a star (a
+  run whose metrics are not at hand, e.g. a protocol run from an earlier machine, or a paper)."""
   from vaex._src.plots import _import_matplotlib, _save_atomically
 
   figure_cls = _import_matplotlib()
@@ -107,6 +110,9 @@ def plot_time_to_quality(curves: dict[str, list[dict[str, float]]], path: str | 
     for p in (points or {}).get(label, []):
       ax.errorbar(p["wall_s"], p["test_log_likelihood"], yerr=p["test_log_likelihood_stderr"],
                   fmt="o", color=color, ms=5, capsize=2)
+  for j, (label, (seconds, value)) in enumerate((references or {}).items()):
+    ax.plot([seconds], [value], "*", color=f"C{len(curves) + j}", ms=11,
+            label=f"{label}: test log p(x)")
   if points and any(points.values()):
     ax.plot([], [], "o", color="gray", label="test log p(x), IWAE-k")
   if target is not None:
@@ -116,7 +122,8 @@ def plot_time_to_quality(curves: dict[str, list[dict[str, float]]], path: str | 
   ax.set_ylabel("nats per test image")
   lows = [r["test_elbo"] for rows in curves.values() for r in rows[len(rows) // 10:]]
   highs = [r["test_elbo"] for rows in curves.values() for r in rows] + [
-      p["test_log_likelihood"] for ps in (points or {}).values() for p in ps]
+      p["test_log_likelihood"] for ps in (points or {}).values() for p in ps] + [
+      value for _, value in (references or {}).values()]
   if lows and highs:
     ax.set_ylim(min(lows) - 1, max(highs) + 1)
   ax.grid(alpha=0.3, which="both")

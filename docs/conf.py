@@ -184,6 +184,9 @@ _IGNORED = ("Unknown interpreted text role", "Unknown directive type", "No role 
 
 
 def _escape_docstring(app, what, name, obj, options, lines):
+  if what in ("data", "attribute"):  # A constant's docstring is its type's (dict's): use its own.
+    module_name, _, short_name = name.rpartition(".")
+    lines[:] = _attribute_doc(short_name, module_name).splitlines()
   _ORIGINAL[name] = list(lines)
   parts = _BACKTICKS.split("\n".join(lines))
   for i in range(0, len(parts), 2):  # Even parts are outside backticks.

@@ -715,8 +715,8 @@ def load_frey_face(
       of the uint8 array). False accepts any number of valid 28x20 images (a subset, a test file).
 
   Returns:
-    images: `float32 [1965, 560]` intensities in [0, 1] (grey value / 255); `images[i].reshape(28,
-      20)` is image i, upright, row by row.
+    images: `float32 [1965, 560]` intensities in [0, 1] (grey value / 255);
+      `images[i].reshape(28, 20)` is image i, upright, row by row.
 
   Raises:
     DataNotFoundError: (a FileNotFoundError) if no file is found; the message lists the paths.

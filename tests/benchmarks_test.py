@@ -1,8 +1,8 @@
 """The benchmark scripts run end to end (`--quick`) and write the JSON they promise.
 
-Both scripts run as subprocesses, at the same time (each is mostly single-threaded compilation), with
-XLA_FLAGS unset: conftest.py forces 8 host devices for the in-process tests, and the benchmarks choose
-their own devices. Their numbers are not checked against targets; a quick run measures nothing.
+Both scripts run as subprocesses, at the same time (each is mostly single-threaded compilation), on one
+CPU device (`script_env()`: conftest.py forces 8 host devices for the in-process tests), the benchmarks
+choosing their own devices. Their numbers are not checked against targets; a quick run measures nothing.
 """
 
 import importlib.util
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from subprocess_env import script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("VAEX_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -34,7 +35,7 @@ NUMPYRO_KEYS = (
 
 
 def _start(script: str, json_path: Path) -> subprocess.Popen:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = script_env()
   command = [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--json", str(json_path),
              "--data_dir", str(DATA_DIR)]
   return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -80,7 +81,7 @@ def test_throughput_quick_writes_every_key(results):
   assert abs(out["train_flops_per_image"] - 4.10e6) < 5e3
   machine = out["machine"]
   assert machine["cpu_count"] >= 1 and machine["jax"] and machine["devices"]
-  assert len(machine["devices"]) == 1  # XLA_FLAGS was unset: one CPU device.
+  assert len(machine["devices"]) == 1  # script_env(): one CPU device.
   assert math.isfinite(out["train_bound_last_step"]) and out["train_bound_last_step"] < 0
   assert math.isfinite(out["iwae_mean_bound"]) and out["iwae_mean_bound"] < 0
   for variant in out["variants"].values():

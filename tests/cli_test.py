@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from subprocess_env import script_env
 
 from vaex.experiment import WorkdirLock
 
@@ -71,8 +72,7 @@ def _cases(tmp: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("cli")
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)  # One CPU device, as a user's machine.
+  env = script_env()  # One CPU device, as a user's machine.
   env.pop("JAX_PLATFORMS", None)  # Let JAX probe for a TPU, as it does by default.
   lock = WorkdirLock(str(tmp / "locked")).acquire()  # Another run holds this workdir.
   try:

@@ -1,9 +1,12 @@
-"""Test-wide settings: 8 host CPU devices for sharding tests, and no silent rank promotion."""
+"""Test-wide settings: 8 host CPU devices for sharding tests, fast compilation, and no silent rank
+promotion."""
 
 import os
 
+from subprocess_env import xla_flags
+
 # Must be set before jax initializes its backends.
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("XLA_FLAGS", xla_flags(devices=8))
 
 import tempfile  # noqa: E402
 

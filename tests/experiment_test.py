@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from subprocess_env import script_env
 
 from vaex import experiment
 from vaex._src import checkpointing
@@ -174,8 +175,7 @@ def test_non_finite_training_stops_without_checkpointing(tmp_path):
 
 
 def _run(script, *args, env_extra=None):
-  env = dict(os.environ, **(env_extra or {}))
-  env.pop("XLA_FLAGS", None)
+  env = script_env(**(env_extra or {}))
   return subprocess.run(
       [sys.executable, str(ROOT / "experiments" / script), *args],
       capture_output=True, text=True, timeout=300, env=env, cwd=ROOT,

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from subprocess_env import script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("VAEX_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def _figure3(workdir, *extra):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
+  env = script_env()
   out = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "figure3.py"), f"--workdir={workdir}",
        f"--data_dir={DATA_DIR}", "--train_sizes=1000", "--max_samples=2000", "--eval_points=4",
@@ -88,8 +88,7 @@ np.testing.assert_allclose(ours, public, rtol=1e-3)
 assert np.isclose(ours, public, rtol=1e-5).any()
 print("equal")
 """
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
+  env = script_env()
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                        env=env, cwd=ROOT)
   assert out.returncode == 0 and "equal" in out.stdout, out.stderr[-3000:]

@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from subprocess_env import script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("VAEX_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def _figure5(workdir):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
+  env = script_env()
   out = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "figure5.py"), f"--workdir={workdir}",
        f"--data_dir={DATA_DIR}", "--epochs=1", "--num_train_examples=300", "--latent_dims=2,3",

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io as scipy_io  # A test dependency (the loader imports it only for .mat files).
+from subprocess_env import script_env
 
 import vaex.data
 from vaex import experiment
@@ -296,8 +297,7 @@ def test_load_datasets_gives_the_fixed_split():
 @needs_real
 @pytest.mark.slow
 def test_figure2_frey_face_panels_tiny_budget(tmp_path):
-  env = dict(os.environ)
-  env.pop("XLA_FLAGS", None)
+  env = script_env()
   out = subprocess.run(
       [sys.executable, str(_REPO_ROOT / "experiments" / "figure2.py"), f"--workdir={tmp_path}",
        f"--data_dir={REAL_DIR}", "--datasets=frey_face", "--frey_epochs=1", "--frey_latent_dims=2"],

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from subprocess_env import script_env
 
 import vaex
 from vaex._src import gradient_snr
@@ -40,7 +41,7 @@ def test_snr_needs_two_keys():
 
 @pytest.mark.slow
 def test_snr_script_writes_jsonl_and_png(tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = script_env()
   command = [sys.executable, str(ROOT / "experiments" / "snr.py"), f"--workdir={tmp_path}",
              f"--data_dir={DATA_DIR}", "--train_epochs=1", "--num_train_examples=200",
              "--ks=1,8", "--num_keys=6", "--batch_size=4", "--latent_dim=3",

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from subprocess_env import script_env
 
 import vaex
 import vaex.data
@@ -111,8 +112,7 @@ class CommandFailed(Exception):
 
 
 def _cli(*flags: str) -> None:
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env = script_env(JAX_PLATFORMS="cpu")
   out = subprocess.run(
       [sys.executable, str(ROOT / "experiments" / "train.py"), f"--config={SMOKE}", *flags],
       capture_output=True, text=True, timeout=120, env=env, cwd=ROOT,
@@ -677,8 +677,7 @@ def _train_command(workdir: Path) -> list[str]:
 
 
 def _train_env(cache_dir: Path) -> dict[str, str]:
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)  # One CPU device, as a user's run.
+  env = script_env(JAX_PLATFORMS="cpu")  # One CPU device, as a user's run.
   # A persistent compilation cache makes each restart take ~4 s instead of ~15 s of compiling. The
   # uninterrupted run fills it first, so the killed runs only read it.
   env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -853,8 +852,7 @@ def test_a_second_run_on_a_workdir_in_use_is_refused_and_changes_nothing(trained
 
 def test_a_lock_left_by_a_killed_run_does_not_block_a_resume(trained_run, tmp_path):
   run = _copy_run(trained_run, tmp_path)
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  env.pop("XLA_FLAGS", None)
+  env = script_env(JAX_PLATFORMS="cpu")
   proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(run)], cwd=ROOT, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
   try:

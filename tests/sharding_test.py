@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from subprocess_env import script_env
 
 import vaex
 from vaex import experiment
@@ -152,7 +153,7 @@ def _train_cmd(workdir, *extra):
 
 
 def _env(devices):
-  return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  return script_env(devices)
 
 
 def _run_all(procs, timeout):

@@ -1,11 +1,12 @@
 """XLA flags for the test suite, in-process (conftest.py) and in the scripts tests run as subprocesses.
 
 Most of the suite's time is XLA compiling small programs, and most of that is LLVM optimizing the
-generated code. `--xla_backend_optimization_level=0` compiles the smoke model's programs about 40%
-faster (backend compile 8.7 -> 5.4 s for one tiny IWAE-5 training), which the suite's many short
-runs gain and barely pay for in slower execution. Results keep IEEE semantics (XLA's CPU fast-math
-is off at every level), and runs compared bitwise in a test are compiled with the same flags.
-Benchmarks, experiments, the docs' executed guides and users' runs keep XLA's defaults.
+generated code. `--xla_backend_optimization_level=0` compiles about 40% faster (backend compile
+8.7 -> 5.4 s for one tiny IWAE-5 training of the benchmark networks), which the suite's many short
+runs gain and barely pay for in slower execution (BUILD_NOTES, "Tests"). Results keep IEEE
+semantics (XLA's CPU fast-math is off at every level), and runs compared bitwise in a test are
+compiled with the same flags. Benchmarks, experiments, the docs' executed guides and users' runs keep
+XLA's defaults.
 """
 
 from __future__ import annotations

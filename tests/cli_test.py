@@ -146,7 +146,8 @@ def test_the_backend_was_probed_so_the_missing_tpu_line_means_something(results)
   backends; without the filter the same probe logs the TPU line on this machine."""
   code = ("import logging; logging.basicConfig(level=logging.INFO); import jax; jax.devices(); "
           "import jax._src.xla_bridge as xb; print('tpu' in xb._backend_errors)")
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+  env = script_env()  # One CPU device; JAX free to probe every platform it knows:
+  env.pop("JAX_PLATFORMS", None)
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        timeout=120)
   if out.stdout.strip() != "True" or "libtpu.so" not in out.stderr:

@@ -44,9 +44,9 @@ def _decode(theta):
   return decode
 
 
-def _bound(phi, theta, key, x, kind, estimator, k=1):
+def _bound(phi, theta, key, x, kind, estimator, k=1, kl_weight=1.0):
   kwargs = dict(log_likelihood=vaex.gaussian_log_likelihood, num_samples=k,
-                gradient_estimator=estimator)
+                gradient_estimator=estimator, kl_weight=kl_weight)
   if kind == "iwae":
     return jnp.sum(vaex.iwae_bound(key, x, _encode(phi), _decode(theta), **kwargs))
   return jnp.sum(vaex.elbo(key, x, _encode(phi), _decode(theta), analytic_kl=kind == "B", **kwargs))
@@ -71,11 +71,11 @@ def _log_marginal(theta, x):
   return jnp.sum(-0.5 * (DIM_X * jnp.log(2 * jnp.pi) + logdet + quad))
 
 
-def _gradient_samples(phi, theta, kind, estimator, k=1, num_keys=20_000, seed=0):
+def _gradient_samples(phi, theta, kind, estimator, k=1, num_keys=20_000, seed=0, kl_weight=1.0):
   x = _model()[3]
   grad = jax.grad(_bound, argnums=(0, 1))
   keys = jax.random.split(jax.random.key(seed), num_keys)
-  return jax.jit(jax.vmap(lambda key: grad(phi, theta, key, x, kind, estimator, k)))(keys)
+  return jax.jit(jax.vmap(lambda key: grad(phi, theta, key, x, kind, estimator, k, kl_weight)))(keys)
 
 
 def _assert_mean_matches(samples, expected, what):
@@ -291,3 +291,84 @@ def test_dreg_encoder_gradient_is_the_published_formula(variant, key, k):
   got = variant(jax.grad(lambda phi: _bound(phi, theta, key, x, "iwae", "dreg", k)))(off)
   for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+# ----- the KL weight on the IWAE bound (its warm-up) -----
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 2.0])
+def test_weighted_iwae_is_the_log_mean_of_the_weighted_importance_weights(key, beta):
+  """Closed form on the samples themselves: log 1/k sum_i exp(log p(x|z_i) + beta log p(z_i)/q(z_i|x)),
+  with the densities from scipy in float64."""
+  import scipy.special
+  import scipy.stats
+  _, off, theta, x = _model()
+  seen = []
+
+  def decode(z):
+    seen.append(np.asarray(z, np.float64))
+    return _decode(theta)(z)
+
+  k = 4
+  terms = vaex.annealed_iwae(key, x, _encode(off), decode, log_likelihood=vaex.gaussian_log_likelihood,
+                             num_samples=k, kl_weight=beta)
+  z = seen[0].reshape(k, BATCH, DIM_Z)
+  mean, log_var = (np.asarray(v, np.float64) for v in _encode(off)(x))
+  w, b = (np.asarray(theta[n], np.float64) for n in ("w", "b"))
+  log_px_z = scipy.stats.norm.logpdf(np.asarray(x, np.float64), z @ w.T + b, NOISE_STD).sum(-1)
+  log_pz = scipy.stats.norm.logpdf(z).sum(-1)
+  log_qz = scipy.stats.norm.logpdf(z, mean, np.exp(0.5 * log_var)).sum(-1)
+  log_mean = lambda a: scipy.special.logsumexp(a, axis=0) - np.log(k)  # noqa: E731
+  np.testing.assert_allclose(terms.objective, log_mean(log_px_z + beta * (log_pz - log_qz)), rtol=1e-5)
+  np.testing.assert_allclose(terms.bound, log_mean(log_px_z + log_pz - log_qz), rtol=1e-5)
+  np.testing.assert_allclose(terms.kl, np.mean(log_qz - log_pz, 0), rtol=1e-4, atol=1e-4)
+  got = vaex.iwae_bound(key, x, _encode(off), _decode(theta), num_samples=k, kl_weight=beta,
+                        log_likelihood=vaex.gaussian_log_likelihood)
+  np.testing.assert_allclose(got, terms.objective, rtol=1e-6)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.5])
+def test_weighted_iwae_with_one_sample_is_the_weighted_estimator_a(variant, key, beta):
+  """k = 1: the value and gradient of `elbo(analytic_kl=False, kl_weight=beta)`; DReG is then STL."""
+  _, off, theta, x = _model()
+  for iwae_estimator, elbo_estimator in (("reparameterization", "reparameterization"),
+                                         ("dreg", "stl")):
+    def value_and_grad(kind, estimator):
+      return variant(lambda beta: jax.value_and_grad(_bound, argnums=(0, 1))(
+          off, theta, key, x, kind, estimator, 1, beta))(beta)
+
+    got, want = value_and_grad("iwae", iwae_estimator), value_and_grad("A", elbo_estimator)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_weighted_dreg_agrees_with_the_weighted_iwae_gradient_in_expectation():
+  """beta = 0.5, away from the optimum: DReG's (1 - beta) w~ + beta w~^2 path weights are unbiased
+  for the gradient of the weighted objective (the plain reparameterization gradient is, by autodiff)."""
+  _, off, theta, _ = _model()
+  plain = _gradient_samples(off, theta, "iwae", "reparameterization", k=5, num_keys=20_000, seed=3,
+                            kl_weight=0.5)
+  dreg = _gradient_samples(off, theta, "iwae", "dreg", k=5, num_keys=20_000, seed=4, kl_weight=0.5)
+  for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(dreg)):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    se = np.hypot(a.std(0), b.std(0)) / np.sqrt(len(a))
+    assert np.all(np.abs(a.mean(0) - b.mean(0)) < 4 * se + 1e-4), (a.mean(0), b.mean(0), se)
+  # The weights are not DReG's own at beta = 1: there the means differ (the test can fail).
+  wrong = _gradient_samples(off, theta, "iwae", "dreg", k=5, num_keys=20_000, seed=4)
+  a, b = np.asarray(plain[0]["c"], np.float64), np.asarray(wrong[0]["c"], np.float64)
+  assert np.any(np.abs(a.mean(0) - b.mean(0)) > 4 * np.hypot(a.std(0), b.std(0)) / np.sqrt(len(a)))
+
+
+def test_weighted_dreg_decoder_gradient_is_the_weighted_iwae_decoder_gradient(variant, key):
+  _, off, theta, x = _model()
+  def decoder_gradient(estimator):
+    return variant(lambda: jax.grad(_bound, argnums=1)(off, theta, key, x, "iwae", estimator, 6, 0.3))()
+
+  grads = [decoder_gradient(estimator) for estimator in ("reparameterization", "dreg")]
+  for a, b in zip(*map(jax.tree_util.tree_leaves, grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_negative_kl_weight_on_the_iwae_bound_is_refused(key):
+  _, off, theta, x = _model()
+  with pytest.raises(ValueError, match=r"`kl_weight` must be >= 0; got -0.5"):
+    vaex.iwae_bound(key, x, _encode(off), _decode(theta), num_samples=2, kl_weight=-0.5)

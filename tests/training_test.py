@@ -164,6 +164,34 @@ def test_free_bits_clamp_the_batch_mean_kl_of_each_dimension():
   np.testing.assert_allclose(grad, [[0.0, 0.5, 0.0], [0.0, 0.5, 0.0]])
 
 
+@pytest.mark.parametrize("gradient_estimator", ["reparameterization", "dreg"])
+def test_iwae_loss_with_a_kl_warmup_weighs_the_log_ratio_and_reports_the_iwae_bound(gradient_estimator):
+  model = vaex.VAE(vaex.MLPEncoder(latent_dim=3, hidden_sizes=(8,)),
+                   vaex.BernoulliMLPDecoder(data_dim=10, hidden_sizes=(8,)))
+  x = (np.random.default_rng(0).uniform(size=(5, 10)) < 0.5).astype(np.float32)
+  params = model.init(jax.random.key(0), x)
+  key = jax.random.key(1)
+  kwargs = dict(estimator="iwae", num_samples=3, gradient_estimator=gradient_estimator)
+  plain = training.make_loss_fn(model, **kwargs)
+  warm = training.make_loss_fn(model, kl_warmup_steps=10, **kwargs)
+  assert warm.takes_step
+  loss, metrics = warm(params, key, x, jnp.asarray(4))
+  np.testing.assert_allclose(metrics["kl_weight"], 0.4, rtol=1e-6)
+  np.testing.assert_allclose(metrics["bound"], plain(params, key, x)[1]["bound"], rtol=1e-6)
+  encode, decode = vaex.encoder_decoder(model, params)
+  weighted = vaex.iwae_bound(key, x, encode, decode, num_samples=3, kl_weight=0.4,
+                             gradient_estimator=gradient_estimator)
+  np.testing.assert_allclose(loss, -jnp.mean(weighted), rtol=1e-6)
+  assert metrics["kl"] > 0 and metrics["bound"] < -loss  # beta < 1 weighs the (positive) KL less.
+  # After the warm-up the loss is the IWAE bound's, in value and gradient.
+  after = jax.value_and_grad(lambda p: warm(p, key, x, jnp.asarray(25))[0])(params)
+  for a, b in zip(jax.tree.leaves(after),
+                  jax.tree.leaves(jax.value_and_grad(lambda p: plain(p, key, x)[0])(params))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="Free bits .* estimator 'B'"):
+    training.make_loss_fn(model, free_bits=0.5, **kwargs)
+
+
 def test_loss_with_kl_knobs_reports_the_elbo_as_the_bound():
   model = vaex.VAE(vaex.MLPEncoder(latent_dim=3, hidden_sizes=(8,)),
                    vaex.BernoulliMLPDecoder(data_dim=10, hidden_sizes=(8,)))

@@ -21,7 +21,15 @@ Conventions, everywhere in the package:
 - Shapes in docstrings read `x: [batch, 784] float32`.
 """
 
-from vaex._src.bounds import ELBOTerms, elbo, elbo_terms, iwae_bound, log_importance_weights
+from vaex._src.bounds import (
+    AnnealedIWAE,
+    ELBOTerms,
+    annealed_iwae,
+    elbo,
+    elbo_terms,
+    iwae_bound,
+    log_importance_weights,
+)
 from vaex._src.checks import check_binary, check_finite
 from vaex._src.conv_networks import ConvDecoder, ConvEncoder
 from vaex._src.decoders import (
@@ -63,6 +71,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
+    "AnnealedIWAE",
     "VAE",
     "BernoulliMLPDecoder",
     "CategoricalMLPDecoder",
@@ -86,6 +95,7 @@ __all__ = [
     "MixturePrior",
     "VampPrior",
     "active_units",
+    "annealed_iwae",
     "bernoulli_log_likelihood",
     "bound",
     "categorical_log_likelihood",

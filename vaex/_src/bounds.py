@@ -82,7 +82,46 @@ def _log_joint_and_posterior(
   return log_px_z, priors.prior_log_prob(prior, z), log_qz
 
 
-def _dreg_iwae_bound(
+class AnnealedIWAE(NamedTuple):
+  """The IWAE objective with a weighted log-ratio, and diagnostics, each `[batch]` in nats.
+
+  Attributes:
+    objective: log 1/k sum_i exp(log p(x|z_i) + beta [log p(z_i) - log q(z_i|x)]), with the gradient
+      of the chosen estimator; `vaex.iwae_bound` with `kl_weight=beta`.
+    bound: the IWAE bound itself (beta = 1) on the same samples, stopped.
+    kl: 1/k sum_i [log q(z_i|x) - log p(z_i)], estimator A's estimate of KL(q(z|x) || p(z)), stopped.
+  """
+
+  objective: jax.Array
+  bound: jax.Array
+  kl: jax.Array
+
+
+def _is_one(kl_weight: float | jax.Array) -> bool:
+  return isinstance(kl_weight, numbers.Real) and kl_weight == 1.0
+
+
+def _check_kl_weight(kl_weight: float | jax.Array) -> None:
+  if isinstance(kl_weight, numbers.Real) and not kl_weight >= 0:
+    raise ValueError(
+        f"`kl_weight` must be >= 0; got {kl_weight!r}. It weighs the KL term: 1.0 is the ELBO, "
+        "values below 1 favour reconstruction, above 1 a beta-VAE."
+    )
+
+
+def _log_mean_exp(log_w: jax.Array) -> jax.Array:
+  return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
+
+
+def _log_weights(log_px_z: jax.Array, log_pz: jax.Array, log_qz: jax.Array,
+                 kl_weight: float | jax.Array) -> jax.Array:
+  """log p(x|z) + beta [log p(z) - log q(z|x)]; with beta = 1 summed as `log_importance_weights`."""
+  if _is_one(kl_weight):
+    return log_px_z + log_pz - log_qz
+  return log_px_z + kl_weight * (log_pz - log_qz)
+
+
+def _dreg_annealed_iwae(
     key: jax.Array,
     x: jax.Array,
     encode: Encoder,
@@ -90,20 +129,61 @@ def _dreg_iwae_bound(
     log_likelihood: LogLikelihood | None,
     prior: Any,
     num_samples: int,
-) -> jax.Array:
-  """The IWAE bound in value, with the doubly reparameterized gradient (see `estimators`)."""
+    kl_weight: float | jax.Array,
+) -> AnnealedIWAE:
+  """The (annealed) IWAE bound in value, with the doubly reparameterized gradient (see `estimators`).
+
+  With log w_i = log p(x|z_i) + beta [log p(z_i) - log q(z_i|x)] and w~ their normalized weights, the
+  path derivative of sample i is weighted by (1 - beta) w~_i + beta w~_i^2: the score term of q in
+  log w_i is -beta w~_i d log q / dphi, and E[w~_i d log q(z_i) / dphi] = E[dw~_i/dz_i dz_i/dphi]
+  with dw~_i/dz_i = w~_i (1 - w~_i) d log w_i / dz_i. beta = 1 is DReG (w~_i^2), beta = 0 the plain
+  reparameterization gradient of a q-free objective, and k = 1 is STL.
+  """
   q = posteriors.encode_posterior(encode, x)
   z, _ = posteriors.sample_posterior(key, q, num_samples, x.shape[0], with_log_prob=False)
 
-  def log_weights(z):
+  def log_weight_terms(z):
     log_px_z = likelihoods.reconstruction_log_likelihood(x, z, decode, log_likelihood)
-    return log_px_z + priors.prior_log_prob(prior, z) - estimators.path_log_prob(q, z)
+    return log_px_z, priors.prior_log_prob(prior, z), estimators.path_log_prob(q, z)
 
   # A forward-only decoder call gives the normalized weights; the second call carries the gradients.
-  weights = estimators.normalized_weights(jax.lax.stop_gradient(log_weights(jax.lax.stop_gradient(z))))
-  log_w = log_weights(estimators.scale_path_gradient(z, weights))
-  bound = jax.nn.logsumexp(log_w, axis=0) - math.log(num_samples)
-  return estimators.with_value_of(bound, jnp.sum(weights * log_w, axis=0))
+  log_px_z, log_pz, log_qz = jax.lax.stop_gradient(log_weight_terms(jax.lax.stop_gradient(z)))
+  weights = estimators.normalized_weights(_log_weights(log_px_z, log_pz, log_qz, kl_weight))
+  scale = weights if _is_one(kl_weight) else (1.0 - kl_weight) + kl_weight * weights
+  log_w = _log_weights(*log_weight_terms(estimators.scale_path_gradient(z, scale)), kl_weight)
+  objective = estimators.with_value_of(_log_mean_exp(log_w), jnp.sum(weights * log_w, axis=0))
+  return AnnealedIWAE(objective, _log_mean_exp(_log_weights(log_px_z, log_pz, log_qz, 1.0)),
+                      jnp.mean(log_qz - log_pz, axis=0))
+
+
+def annealed_iwae(
+    key: jax.Array,
+    x: jax.Array,
+    encode: Encoder,
+    decode: Decoder,
+    *,
+    log_likelihood: LogLikelihood | None = densities.bernoulli_log_likelihood,
+    prior: Any = None,
+    num_samples: int,
+    gradient_estimator: str = "reparameterization",
+    kl_weight: float | jax.Array = 1.0,
+) -> AnnealedIWAE:
+  """`vaex.iwae_bound` with `kl_weight` (the objective), the IWAE bound and the KL estimate.
+
+  For training with a KL warm-up on the IWAE bound: the objective carries the gradient, the bound and
+  the KL (stopped, from the same samples and decoder calls) are what is reported.
+  """
+  gradient_estimator = estimators.check_gradient_estimator(gradient_estimator, bound="iwae")
+  _check_kl_weight(kl_weight)
+  num_samples = _check_inputs(key, x, num_samples, prior)
+  if gradient_estimator == "dreg":
+    return _dreg_annealed_iwae(key, x, encode, decode, log_likelihood, prior, num_samples, kl_weight)
+  log_px_z, log_pz, log_qz = _log_joint_and_posterior(
+      key, x, encode, decode, log_likelihood, prior, num_samples)
+  objective = _log_mean_exp(_log_weights(log_px_z, log_pz, log_qz, kl_weight))
+  log_px_z, log_pz, log_qz = jax.lax.stop_gradient((log_px_z, log_pz, log_qz))
+  return AnnealedIWAE(objective, _log_mean_exp(_log_weights(log_px_z, log_pz, log_qz, 1.0)),
+                      jnp.mean(log_qz - log_pz, axis=0))
 
 
 def log_importance_weights(
@@ -231,12 +311,8 @@ def elbo(
   Returns:
     `[batch]` ELBO estimates in nats (to be maximized).
   """
-  if isinstance(kl_weight, numbers.Real) and not kl_weight >= 0:
-    raise ValueError(
-        f"`kl_weight` must be >= 0; got {kl_weight!r}. It weighs the KL term: 1.0 is the ELBO, "
-        "values below 1 favour reconstruction, above 1 a beta-VAE."
-    )
-  unweighted = isinstance(kl_weight, numbers.Real) and kl_weight == 1.0
+  _check_kl_weight(kl_weight)
+  unweighted = _is_one(kl_weight)
   if analytic_kl or not unweighted:
     terms = elbo_terms(key, x, encode, decode, log_likelihood=log_likelihood, prior=prior,
                        num_samples=num_samples, analytic_kl=analytic_kl,
@@ -259,6 +335,7 @@ def iwae_bound(
     prior: Any = None,
     num_samples: int,
     gradient_estimator: str = "reparameterization",
+    kl_weight: float | jax.Array = 1.0,
 ) -> jax.Array:
   """The importance-weighted bound of Burda et al. (2015), one value per example.
 
@@ -279,14 +356,24 @@ def iwae_bound(
       Tucker et al. 2019): same value; the encoder's gradient from the squared normalized weights
       times the path derivative (a higher signal-to-noise ratio than the IWAE gradient's), the decoder's
       exactly the IWAE gradient. DReG calls the decoder twice (once forward-only).
+    kl_weight: beta, the weight of each importance weight's log-ratio log p(z_k) - log q(z_k|x):
+      log 1/k sum_k exp(log p(x|z_k) + beta [log p(z_k) - log q(z_k|x)]). 1.0 is the IWAE bound;
+      with k = 1 it is `vaex.elbo(analytic_kl=False, kl_weight=beta)`. Below 1 it is not a bound on
+      log p(x): it is the IWAE counterpart of a KL warm-up (a float >= 0 or a traced scalar). With
+      "dreg" the path derivatives are weighted by (1 - beta) w~ + beta w~^2.
 
   Returns:
     `[batch]` bound values in nats.
   """
+  if not _is_one(kl_weight):
+    return annealed_iwae(key, x, encode, decode, log_likelihood=log_likelihood, prior=prior,
+                         num_samples=num_samples, gradient_estimator=gradient_estimator,
+                         kl_weight=kl_weight).objective
   gradient_estimator = estimators.check_gradient_estimator(gradient_estimator, bound="iwae")
   if gradient_estimator == "dreg":
     num_samples = _check_inputs(key, x, num_samples, prior)
-    return _dreg_iwae_bound(key, x, encode, decode, log_likelihood, prior, num_samples)
+    return _dreg_annealed_iwae(key, x, encode, decode, log_likelihood, prior, num_samples,
+                               kl_weight).objective
   log_w = log_importance_weights(key, x, encode, decode, log_likelihood=log_likelihood, prior=prior,
                                  num_samples=num_samples)
-  return jax.nn.logsumexp(log_w, axis=0) - math.log(log_w.shape[0])
+  return _log_mean_exp(log_w)

@@ -157,8 +157,10 @@ def make_loss_fn(
 
   With the KL knobs (estimators "A" and "B") the objective is `reconstruction - beta_t * KL`, where
   beta_t is `kl_weight` after a linear warm-up over `kl_warmup_steps` updates, and with `free_bits`
-  > 0 (estimator "B") the KL is `free_bits_kl` of the per-dimension KLs. The metric "bound" stays the
-  ELBO. With a warm-up the loss takes the update count, `loss(params, key, x, step)`, and carries
+  > 0 (estimator "B") the KL is `free_bits_kl` of the per-dimension KLs. With estimator "iwae",
+  beta_t weighs each importance weight's log p(z) - log q(z|x) (`vaex.iwae_bound`'s `kl_weight`; no
+  free bits). The metric "bound" stays the ELBO (or the IWAE bound), "kl" is the mean KL estimate.
+  With a warm-up the loss takes the update count, `loss(params, key, x, step)`, and carries
   `loss.takes_step = True`; the training steps then pass `state.step`.
 
   Args:
@@ -182,9 +184,6 @@ def make_loss_fn(
         f"{free_bits!r}, {kl_warmup_steps!r}."
     )
   knobs = kl_weight != 1.0 or kl_warmup_steps > 0 or free_bits > 0
-  if knobs and estimator == "iwae":
-    raise ValueError("The KL knobs (kl_weight, warm-up, free bits) weigh the ELBO's KL term; the "
-                     "IWAE bound has none. Use estimator 'A' or 'B'.")
   if free_bits > 0 and estimator != "B":
     raise ValueError("Free bits clamp the closed-form KL of each latent dimension: use estimator 'B'.")
   weight_decay = prior_precision / (2.0 * num_train)
@@ -205,8 +204,17 @@ def make_loss_fn(
 
   def weighted_loss_fn(params, key, x, step=None):
     encode, decode = vae_lib.encoder_decoder(model, params)
-    q = encode(x)  # Encoded once; the bound reads it back.
     prior = vae_lib.prior_distribution(model, params)
+    beta = kl_weight_at(jnp.zeros((), jnp.int32) if step is None else step, kl_weight,
+                        kl_warmup_steps)
+    if estimator == "iwae":
+      terms = bounds.annealed_iwae(key, x, encode, decode, log_likelihood=model.log_likelihood,
+                                   prior=prior, num_samples=num_samples,
+                                   gradient_estimator=gradient_estimator, kl_weight=beta)
+      loss = regularized(-jnp.mean(terms.objective), params)
+      return loss, {"loss": loss, "bound": jnp.mean(terms.bound), "kl": jnp.mean(terms.kl),
+                    "kl_weight": beta}
+    q = encode(x)  # Encoded once; the bound reads it back.
     if free_bits and (prior is not None or not posteriors.is_diagonal_gaussian(q)):
       raise ValueError(
           "Free bits clamp the closed-form KL of each latent dimension of a diagonal Gaussian "
@@ -215,8 +223,6 @@ def make_loss_fn(
     terms = bounds.elbo_terms(
         key, x, lambda _: q, decode, log_likelihood=model.log_likelihood, prior=prior,
         num_samples=num_samples, analytic_kl=estimator == "B", gradient_estimator=gradient_estimator)
-    beta = kl_weight_at(jnp.zeros((), jnp.int32) if step is None else step, kl_weight,
-                        kl_warmup_steps)
     mean_kl = jnp.mean(terms.kl)
     penalized_kl = free_bits_kl(diagnostics.kl_per_dimension(*q), free_bits) if free_bits else mean_kl
     reconstruction = jnp.mean(terms.reconstruction)

@@ -121,6 +121,14 @@ def _log_weights(log_px_z: jax.Array, log_pz: jax.Array, log_qz: jax.Array,
   return log_px_z + kl_weight * (log_pz - log_qz)
 
 
+def _with_diagnostics(objective: jax.Array, log_px_z: jax.Array, log_pz: jax.Array,
+                      log_qz: jax.Array) -> AnnealedIWAE:
+  """`objective` with the IWAE bound and the KL estimate of the same `[k, batch]` terms, stopped."""
+  log_px_z, log_pz, log_qz = jax.lax.stop_gradient((log_px_z, log_pz, log_qz))
+  return AnnealedIWAE(objective, _log_mean_exp(_log_weights(log_px_z, log_pz, log_qz, 1.0)),
+                      jnp.mean(log_qz - log_pz, axis=0))
+
+
 def _dreg_annealed_iwae(
     key: jax.Array,
     x: jax.Array,
@@ -152,8 +160,7 @@ def _dreg_annealed_iwae(
   scale = weights if _is_one(kl_weight) else (1.0 - kl_weight) + kl_weight * weights
   log_w = _log_weights(*log_weight_terms(estimators.scale_path_gradient(z, scale)), kl_weight)
   objective = estimators.with_value_of(_log_mean_exp(log_w), jnp.sum(weights * log_w, axis=0))
-  return AnnealedIWAE(objective, _log_mean_exp(_log_weights(log_px_z, log_pz, log_qz, 1.0)),
-                      jnp.mean(log_qz - log_pz, axis=0))
+  return _with_diagnostics(objective, log_px_z, log_pz, log_qz)
 
 
 def annealed_iwae(
@@ -181,9 +188,7 @@ def annealed_iwae(
   log_px_z, log_pz, log_qz = _log_joint_and_posterior(
       key, x, encode, decode, log_likelihood, prior, num_samples)
   objective = _log_mean_exp(_log_weights(log_px_z, log_pz, log_qz, kl_weight))
-  log_px_z, log_pz, log_qz = jax.lax.stop_gradient((log_px_z, log_pz, log_qz))
-  return AnnealedIWAE(objective, _log_mean_exp(_log_weights(log_px_z, log_pz, log_qz, 1.0)),
-                      jnp.mean(log_qz - log_pz, axis=0))
+  return _with_diagnostics(objective, log_px_z, log_pz, log_qz)
 
 
 def log_importance_weights(

@@ -2,8 +2,9 @@
 
 Model: `vamp_prior`'s (the 784-200-200-50 tanh MLPs of the IWAE benchmark, a diagonal Gaussian
 posterior, a VampPrior with 500 learnable pseudo-inputs, Bernoulli likelihood), trained with the IWAE
-bound (k = 5) and the doubly reparameterized gradient (DReG) instead of the ELBO, and the optimizer of
-`fast_benchmark_vae`: minibatch 100, Adam (eps 1e-4) at 3e-3 with a cosine decay to 0 over 300 passes.
+bound (k = 5) and the doubly reparameterized gradient (DReG) instead of the ELBO, and the optimizer
+`fast_benchmark_vae` had when this was measured: minibatch 100, Adam (eps 1e-4) at 3e-3 with a cosine
+decay to 0 over 300 passes (`fast_benchmark_vae` has used 1e-3 since session 10).
 The VampPrior needs a KL warm-up to train (see `vamp_prior`); here it is the IWAE form,
 `kl_warmup_epochs = 10`: each importance weight's log p(z) - log q(z|x) is weighted by beta rising
 linearly from 0 to 1 over 10 passes (`vaex.iwae_bound`'s `kl_weight`), and the learning rate warms up

@@ -1,5 +1,5 @@
-"""Test-wide settings: 8 host CPU devices for sharding tests, fast compilation, and no silent rank
-promotion."""
+"""Test-wide settings: 8 host CPU devices for sharding tests, fast compilation, a per-worker
+compilation cache, and no silent rank promotion."""
 
 import os
 

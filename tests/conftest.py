@@ -26,7 +26,8 @@ def _temporary_dir(prefix: str) -> str:
 # Experiment scripts run as subprocesses use a persistent compilation cache (default
 # ~/.cache/vaex/jax); tests keep theirs in a temporary directory. Set after jax is imported, so this
 # process does not read it (jax reads the variable at import).
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _temporary_dir("vaex_test_jax_cache_"))
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _temporary_dir("vaex_test_jax_cache_")
 
 # This process (one per xdist worker) has a persistent compilation cache of its own, in another
 # directory. Many tests train the same small configs (smoke.py, the conv and latent-model configs)
